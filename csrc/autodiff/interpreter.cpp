@@ -1,0 +1,101 @@
+// The grad interpreter: process lifts every tensor argument to a GradTensor of
+// this level and lets autograd's kernels record the op on this level's graph;
+// send_to_next unwraps this level, runs the op below and wraps the results.
+#include "grad_tensor.h"
+
+#include "../errors.h"
+#include "../interpreter.h"
+#include "../op_traits.h"
+
+#include <c10/core/GradMode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <c10/util/SmallVector.h>
+
+namespace torchfunc {
+namespace {
+
+bool is_lifted_at(const at::Tensor& t, int64_t level) {
+  auto* g = maybe_grad_tensor(t);
+  return g != nullptr && g->level() == level;
+}
+
+// NOTE [Captured tensors are immutable]
+// A tensor the function did not receive as an input but uses anyway (a global,
+// a closure variable, an outer level's tensor) is lifted as an *immutable*
+// GradTensor. Writing into it in place would change the caller's tensor behind
+// this level's autograd graph, so it is refused.
+void check_no_mutation_of_captured(const c10::OperatorHandle& op, const torch::jit::Stack& stack,
+                                   int64_t level) {
+  const auto& schema = op.schema();
+  const auto& args = schema.arguments();
+  const auto begin = stack.size() - args.size();
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto* alias = args[i].alias_info();
+    if (alias == nullptr || !alias->isWrite() || !stack[begin + i].isTensor()) {
+      continue;
+    }
+    const auto& t = stack[begin + i].toTensor();
+    auto* g = maybe_grad_tensor(t);
+    TORCH_CHECK(g == nullptr || g->level() != level || !g->is_immutable(),
+                errors::mutation_of_captured(schema.operator_name().name));
+  }
+}
+
+} // namespace
+
+void grad_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  static const auto exclude = keys_to_exclude(c10::autograd_dispatch_keyset_with_ADInplaceOrView);
+  const auto level = self.level();
+  const auto n = op.schema().arguments().size();
+  check_no_mutation_of_captured(op, *stack, level);
+  if (any_tensor(*stack, n, [level](const at::Tensor& t) { return t.defined() && !is_lifted_at(t, level); })) {
+    map_tensors(*stack, n, [level](const at::Tensor& t) {
+      return (!t.defined() || is_lifted_at(t, level)) ? t : wrap_for_grad(t, level, /*is_immutable=*/true);
+    });
+  }
+  c10::impl::ExcludeDispatchKeyGuard guard(exclude);
+  op.callBoxed(stack);
+}
+
+void grad_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto level = self.level();
+  const auto& schema = op.schema();
+  const auto n = schema.arguments().size();
+  // Remember the GradTensors we unwrap: outputs that are their values (in-place
+  // ops return self) are given back as the same GradTensor, and their metadata
+  // is refreshed afterwards (resize_ and in-place views change it).
+  c10::SmallVector<std::pair<at::Tensor, at::Tensor>, 4> unwrapped; // (value, wrapper)
+  map_tensors(*stack, n, [&](const at::Tensor& t) {
+    auto* g = maybe_grad_tensor(t);
+    if (g == nullptr || g->level() != level) {
+      return t;
+    }
+    unwrapped.emplace_back(g->value(), t);
+    return g->value();
+  });
+  {
+    // NOTE [grad under an outer no_grad]
+    // grad ignores a no_grad around the transform for its own level, but the
+    // levels below must not record: if grad mode was off when the transform was
+    // entered, ops sent down run with grad mode off.
+    std::optional<c10::AutoGradMode> outer_mode;
+    if (!self.grad().prev_grad_mode) {
+      outer_mode.emplace(false);
+    }
+    op.callBoxed(stack);
+  }
+  const auto num_returns = schema.returns().size();
+  map_tensors(*stack, num_returns, [&](const at::Tensor& out) {
+    for (const auto& [value, wrapper] : unwrapped) {
+      if (value.unsafeGetTensorImpl() == out.unsafeGetTensorImpl()) {
+        return wrapper;
+      }
+    }
+    return wrap_for_grad(out, level, self.life_handle());
+  });
+  for (const auto& [value, wrapper] : unwrapped) {
+    maybe_grad_tensor(wrapper)->refresh_metadata();
+  }
+}
+
+} // namespace torchfunc

@@ -1,0 +1,69 @@
+// NOTE [Front and back fallbacks: the ping-pong]
+// With a non-empty stack, kFrontKey and kBackKey are TLS-included, so every op
+// first reaches front_fallback. It records the TLS on the top interpreter and
+// lets that interpreter *process* the op with the transform range excluded but
+// for the interpreter's own keys: a vmap level runs a batching rule (kBatchedKey),
+// a grad level runs autograd's kernels on GradTensors. Whatever those kernels call
+// on unwrapped values falls through every excluded key to kBackKey, whose fallback
+// restores the recorded TLS, *lowers* the stack (pops the top interpreter until
+// the call returns) and lets that interpreter *send* the op *to the next* one:
+// the op starts again at the front key and meets the interpreter below. When the
+// last interpreter is lowered the keys leave the TLS and the op reaches the real
+// kernels. Every step restores what it changed on the way out, also on exceptions
+// (RAII guards), so no level and no TLS change leaks.
+#include "dispatch.h"
+
+#include "autodiff/grad_tensor.h"
+#include "errors.h"
+#include "keys.h"
+#include "op_traits.h"
+#include "stack.h"
+
+#include <torch/library.h>
+
+namespace torchfunc {
+namespace {
+
+void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  sync_with_parent_thread();
+  TORCH_CHECK(!c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode),
+              errors::mixed_with_torch_func(op.schema().operator_name().name));
+  auto& top = top_interpreter();
+  const auto n = op.schema().arguments().size();
+  if (any_tensor(*stack, n, [](const at::Tensor& t) { return unwrap_if_dead(t).unsafeGetTensorImpl() != t.unsafeGetTensorImpl(); })) {
+    map_tensors(*stack, n, unwrap_if_dead);
+  }
+  top.saved_tls = c10::impl::tls_local_dispatch_key_set();
+  top.process(op, stack);
+}
+
+void back_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  auto& top = top_interpreter();
+  c10::impl::ForceDispatchKeyGuard restore(top.saved_tls);
+  LowerGuard lower;
+  lower.lowered().send_to_next(op, stack);
+}
+
+// Reached only when no transform processes the op: a GradTensor outlived its level
+// (e.g. vjp_fn runs after vjp returned). Dead GradTensors stand for their values.
+void dead_grad_tensor_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto n = op.schema().arguments().size();
+  const bool any_dead = any_tensor(*stack, n, [](const at::Tensor& t) {
+    return unwrap_if_dead(t).unsafeGetTensorImpl() != t.unsafeGetTensorImpl();
+  });
+  TORCH_CHECK(any_dead, "torchfunc: ", op.schema().operator_name().name,
+              " received a GradTensor whose grad transform is still active on another thread, "
+              "but no transform is active here. Pass plain tensors between threads.");
+  map_tensors(*stack, n, unwrap_if_dead);
+  op.callBoxed(stack);
+}
+
+} // namespace
+
+void register_fallbacks(torch::Library& front, torch::Library& back, torch::Library& grad) {
+  front.fallback(torch::CppFunction::makeFromBoxedFunction<&front_fallback>());
+  back.fallback(torch::CppFunction::makeFromBoxedFunction<&back_fallback>());
+  grad.fallback(torch::CppFunction::makeFromBoxedFunction<&dead_grad_tensor_fallback>());
+}
+
+} // namespace torchfunc

@@ -1,0 +1,22 @@
+#pragma once
+// User-facing error texts of the engine, in one place. Each says what happened,
+// why the transform cannot do it, and what to write instead.
+#include <string>
+
+namespace torchfunc::errors {
+
+std::string escaped_tensor();
+std::string dead_batched_tensor(const std::string& op_name);
+std::string no_stack_on_thread();
+std::string mixed_with_torch_func(const std::string& op_name);
+std::string inplace_on_unbatched(const std::string& op_name);
+std::string random_in_error_mode(const std::string& op_name);
+std::string random_same_with_batched_input(const std::string& op_name);
+std::string random_inplace_unbatched(const std::string& op_name);
+std::string data_dependent(const std::string& op_name);
+std::string fallback_disabled(const std::string& op_name);
+std::string no_fallback_possible(const std::string& op_name, const std::string& why);
+std::string storage_access(const char* tensor_kind);
+std::string mutation_of_captured(const std::string& op_name);
+
+} // namespace torchfunc::errors

@@ -1,0 +1,79 @@
+#pragma once
+// NOTE [Interpreters and levels]
+// Each transform a user enters (vmap, grad; later jvp, functionalize) pushes one
+// Interpreter onto the thread's stack. Its *level* is its depth (1 = bottom).
+// An interpreter answers two questions about an operator call:
+//   process(op, stack)       the op reached the front key with this interpreter on
+//                            top: run it "at this level" (batching rules for vmap,
+//                            autograd recording for grad), with the transform range
+//                            excluded except for this interpreter's own keys.
+//   send_to_next(op, stack)  the op fell through to the back key: this level is
+//                            done with it; pass it to the interpreter below
+//                            (grad unwraps its GradTensors first and rewraps after).
+// The interface is a tagged struct with a switch, not virtual calls: adding a
+// transform means one Kind, one Meta struct and two functions.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <memory>
+#include <variant>
+
+namespace torchfunc {
+
+enum class Kind : uint8_t { Vmap, Grad };
+enum class Randomness : uint8_t { Error, Same, Different };
+
+const char* kind_name(Kind kind);
+
+struct VmapMeta {
+  int64_t batch_size;
+  Randomness randomness;
+};
+struct GradMeta {
+  bool prev_grad_mode; // grad mode outside the transform (see autodiff/interpreter.cpp)
+};
+
+class Interpreter {
+ public:
+  Interpreter(Kind kind, int64_t level, std::variant<VmapMeta, GradMeta> meta)
+      : kind_(kind), level_(level), meta_(meta), alive_(std::make_shared<bool>(true)) {}
+
+  Kind kind() const { return kind_; }
+  int64_t level() const { return level_; }
+  const VmapMeta& vmap() const { return std::get<VmapMeta>(meta_); }
+  const GradMeta& grad() const { return std::get<GradMeta>(meta_); }
+
+  // NOTE [Life handles]
+  // Every BatchedTensor and GradTensor holds its interpreter's life handle. Popping
+  // the interpreter sets it to false, so a tensor that escaped its transform is
+  // recognised as dead even if a new interpreter later reuses the same level.
+  const std::shared_ptr<bool>& life_handle() const { return alive_; }
+  void kill() { *alive_ = false; }
+
+  // The TLS key set as it was when the front key handed the current op to this
+  // interpreter; the back key restores it before sending the op on. Front and back
+  // calls at one level nest strictly, so one slot per interpreter suffices.
+  c10::impl::LocalDispatchKeySet saved_tls = c10::impl::tls_local_dispatch_key_set();
+
+  void process(const c10::OperatorHandle& op, torch::jit::Stack* stack);
+  void send_to_next(const c10::OperatorHandle& op, torch::jit::Stack* stack);
+
+ private:
+  Kind kind_;
+  int64_t level_;
+  std::variant<VmapMeta, GradMeta> meta_;
+  std::shared_ptr<bool> alive_;
+};
+
+// Per-transform halves of process/send_to_next (vmap/interpreter.cpp,
+// autodiff/interpreter.cpp).
+void vmap_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
+void vmap_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
+void grad_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
+void grad_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
+
+// Keys an interpreter excludes while it processes an op: the transform range less
+// kBackKey, autocast and `own`.
+c10::DispatchKeySet keys_to_exclude(c10::DispatchKeySet own);
+
+} // namespace torchfunc

@@ -1,0 +1,132 @@
+// torchfunc._C: the only translation unit that includes pybind11 / torch/extension.h.
+// Functions are thin: each forwards to the engine (see torchfunc/_C.pyi).
+#include <torch/extension.h>
+
+#include "../autodiff/grad_tensor.h"
+#include "../dispatch.h"
+#include "../keys.h"
+#include "../stack.h"
+#include "../vmap/batched_tensor.h"
+#include "../vmap/fallback.h"
+#include "../vmap/plumbing.h"
+#include "../vmap/axis.h"
+
+#include <c10/core/GradMode.h>
+
+#include <sstream>
+
+namespace torchfunc {
+namespace {
+
+Randomness parse_randomness(const std::string& r) {
+  if (r == "error") return Randomness::Error;
+  if (r == "same") return Randomness::Same;
+  if (r == "different") return Randomness::Different;
+  TORCH_CHECK_VALUE(false, "vmap: randomness must be 'error', 'same' or 'different', got '", r, "'");
+}
+
+// Registrations live as long as the process (they are never unregistered).
+std::vector<std::unique_ptr<torch::Library>>& libraries() {
+  static std::vector<std::unique_ptr<torch::Library>> libs;
+  return libs;
+}
+
+std::unique_ptr<torch::Library> make_library(torch::Library::Kind kind, const char* ns, c10::DispatchKey key) {
+  return std::make_unique<torch::Library>(kind, ns, key, __FILE__, __LINE__);
+}
+
+// Called once by torchfunc/__init__.py after it checked that our keys are free.
+size_t install() {
+  TORCH_CHECK(libraries().empty(), "torchfunc._C.install() ran twice");
+  auto front = make_library(torch::Library::IMPL, "_", kFrontKey);
+  auto back = make_library(torch::Library::IMPL, "_", kBackKey);
+  auto grad = make_library(torch::Library::IMPL, "_", kGradKey);
+  auto batched = make_library(torch::Library::IMPL, "_", kBatchedKey);
+  auto rules = make_library(torch::Library::IMPL, "aten", kBatchedKey);
+  register_fallbacks(*front, *back, *grad);
+  register_batched_fallback(*batched);
+  const auto count = register_rules(*rules);
+  for (auto* lib : {&front, &back, &grad, &batched, &rules}) {
+    libraries().push_back(std::move(*lib));
+  }
+  return count;
+}
+
+std::string describe(const at::Tensor& t) {
+  std::ostringstream out;
+  if (auto* b = maybe_batched(t)) {
+    out << "BatchedTensor(level=" << b->level() << ", bdim=" << b->bdim() << ", " << describe(b->value()) << ")";
+  } else if (auto* g = maybe_grad_tensor(t)) {
+    out << "GradTensor(level=" << g->level() << (g->alive() ? "" : ", dead") << ", " << describe(g->value()) << ")";
+  } else {
+    out << "tensor" << t.sizes();
+  }
+  return out.str();
+}
+
+std::optional<int64_t> tensor_level(const at::Tensor& t) {
+  if (auto* b = maybe_batched(t)) return b->level();
+  if (auto* g = maybe_grad_tensor(t)) return g->level();
+  return std::nullopt;
+}
+
+at::Tensor unwrap_one(const at::Tensor& t) {
+  if (auto* b = maybe_batched(t)) return b->value();
+  if (auto* g = maybe_grad_tensor(t)) return g->value();
+  return t;
+}
+
+at::Tensor remove_batch_dim(const at::Tensor& t, int64_t level, int64_t batch_size, int64_t out_dim) {
+  auto [value, bdim] = unwrap_at(t, level);
+  if (!bdim.has_value()) {
+    auto expanded = axis::materialize(t, std::nullopt, batch_size);
+    return expanded.movedim(0, c10::maybe_wrap_dim(out_dim, expanded.dim()));
+  }
+  return value.movedim(*bdim, c10::maybe_wrap_dim(out_dim, value.dim()));
+}
+
+bool inplace_requires_grad_allowed = false;
+
+} // namespace
+} // namespace torchfunc
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace torchfunc;
+  m.def("install", &install);
+  m.def("push_vmap", [](int64_t batch_size, const std::string& randomness) {
+    return push_interpreter(Kind::Vmap, VmapMeta{batch_size, parse_randomness(randomness)});
+  });
+  m.def("push_grad", [](bool prev_grad_mode) {
+    return push_interpreter(Kind::Grad, GradMeta{prev_grad_mode});
+  });
+  m.def("pop", &pop_interpreter);
+  m.def("current_level", &current_level);
+  m.def("stack_depth", [] { return local_stack().size(); });
+  m.def("stack_kinds", [] {
+    std::vector<std::string> kinds;
+    for (const auto& i : local_stack()) kinds.emplace_back(kind_name(i.kind()));
+    return kinds;
+  });
+  m.def("add_batch_dim", [](const at::Tensor& t, int64_t bdim, int64_t level) {
+    return make_batched(t, bdim, level);
+  });
+  m.def("remove_batch_dim", &remove_batch_dim);
+  m.def("is_batched_tensor", [](const at::Tensor& t) { return maybe_batched(t) != nullptr; });
+  m.def("batched_at", [](const at::Tensor& t, int64_t level) { return batched_at(t, level); });
+  m.def("wrap_for_grad", [](const at::Tensor& t, int64_t level) { return wrap_for_grad(t, level); });
+  m.def("unwrap_for_grad", &unwrap_for_grad);
+  m.def("is_grad_tensor", [](const at::Tensor& t) { return maybe_grad_tensor(t) != nullptr; });
+  m.def("set_inplace_requires_grad_allowed", [](bool allowed) { inplace_requires_grad_allowed = allowed; });
+  m.def("tensor_level", &tensor_level);
+  m.def("unwrap_one", &unwrap_one);
+  m.def("describe", &describe);
+  m.def("set_fallback_warning", &set_fallback_warning);
+  m.def("set_fallback_enabled", &set_fallback_enabled);
+  m.def("fallback_count", &fallback_count);
+  m.def("built_with_torch", [] { return std::string(TORCHFUNC_BUILT_WITH_TORCH); });
+  m.def("key_map", [] {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& kr : kKeyRoles) out.emplace_back(kr.role, c10::toString(kr.key));
+    return out;
+  });
+}

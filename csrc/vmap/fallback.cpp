@@ -1,0 +1,115 @@
+// NOTE [The kBatchedKey fallback]
+// An op with no batching rule lands here. Two ways out, in order:
+//  1. It is CompositeImplicitAutograd: run its composite kernel at the logical
+//     level; the ops it is made of meet their own rules.
+//  2. Otherwise the slow per-example loop: slice every batched argument, call the
+//     op once per example and stack the results. It is correct but slow, so it
+//     is counted, can warn (set_fallback_warning) and can be disabled
+//     (set_fallback_enabled(False)), which the "has a batching rule" tests use.
+#include "fallback.h"
+
+#include "../errors.h"
+#include "../keys.h"
+#include "../op_traits.h"
+#include "../stack.h"
+#include "batched_tensor.h"
+#include "plumbing.h"
+#include "rule.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <atomic>
+
+namespace torchfunc {
+namespace {
+
+std::atomic<bool> fallback_warning{false};
+std::atomic<bool> fallback_enabled{true};
+std::atomic<int64_t> fallback_runs{0};
+
+
+// The arguments of example `b`: batched tensors at `level` are sliced.
+torch::jit::Stack slice_example(const torch::jit::Stack& args, int64_t level, int64_t b) {
+  torch::jit::Stack out = args;
+  map_tensors(out, out.size(), [level, b](const at::Tensor& t) {
+    auto [value, bdim] = unwrap_at(t, level);
+    return bdim.has_value() ? value.select(*bdim, b) : t;
+  });
+  return out;
+}
+
+} // namespace
+
+Outs loop_rule(Call& call) {
+  const auto& schema = call.schema();
+  const auto name = call.name();
+  for (const auto& ret : schema.returns()) {
+    TORCH_CHECK(ret.type()->kind() == c10::TypeKind::TensorType,
+                errors::no_fallback_possible(name, "it returns something other than tensors"));
+  }
+  TORCH_CHECK(fallback_enabled.load(), errors::fallback_disabled(name));
+  TORCH_CHECK(call.batch_size > 0, errors::no_fallback_possible(name, "the batch has size 0"));
+  TORCH_CHECK(!writes_arguments(schema),
+              errors::no_fallback_possible(name, "it writes into an argument other than self"));
+  const bool inplace = is_inplace(schema);
+  if (inplace) {
+    TORCH_CHECK(batched_at(call.args[0].toTensor(), call.level), errors::inplace_on_unbatched(name));
+  }
+  if (fallback_warning.load()) {
+    TORCH_WARN("torchfunc vmap fallback: ", name, " has no batching rule, so it runs once per "
+               "example in a loop (slow). Please file an issue asking for a batching rule.");
+  }
+  fallback_runs.fetch_add(1);
+  const auto num_returns = schema.returns().size();
+  std::vector<std::vector<at::Tensor>> results(num_returns);
+  {
+    c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
+    for (int64_t b = 0; b < call.batch_size; ++b) {
+      auto example = slice_example(call.args, call.level, b);
+      call.op.callBoxed(example);
+      for (size_t r = 0; r < num_returns; ++r) {
+        results[r].push_back(example[r].toTensor());
+      }
+    }
+  }
+  if (inplace) {
+    return {{call.args[0], std::nullopt}};
+  }
+  Outs outs;
+  for (auto& per_example : results) {
+    outs.push_back({at::stack(per_example), 0});
+  }
+  return outs;
+}
+
+namespace {
+
+void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto& interp = top_interpreter();
+  const auto level = interp.level();
+  const auto n = op.schema().arguments().size();
+  if (!any_batched_at(*stack, n, level)) {
+    continue_below(op, stack);
+    return;
+  }
+  if (is_composite_implicit(op)) {
+    op.callBoxedForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd, *stack);
+    return;
+  }
+  Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
+  torch::jit::drop(*stack, n);
+  push_outputs(stack, loop_rule(call), level);
+}
+
+} // namespace
+
+void set_fallback_warning(bool enabled) { fallback_warning.store(enabled); }
+void set_fallback_enabled(bool enabled) { fallback_enabled.store(enabled); }
+int64_t fallback_count() { return fallback_runs.load(); }
+
+void register_batched_fallback(torch::Library& lib) {
+  lib.fallback(torch::CppFunction::makeFromBoxedFunction<&batched_fallback>());
+}
+
+} // namespace torchfunc

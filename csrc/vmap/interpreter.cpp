@@ -1,0 +1,142 @@
+// The vmap interpreter. process runs the op with kBatchedKey live (batching
+// rules and the fallback); send_to_next simply calls the op again below.
+//
+// NOTE [Randomness under vmap]
+// Random ops (Tag::nondeterministic_seeded) are intercepted here, before any
+// rule: our front key sees every op, factory ops without tensor inputs included.
+//   'error'     raise.
+//   'same'      run the op once on per-example shapes: one draw shared by all.
+//   'different' one draw per example: size-taking ops get the batch size
+//               prepended, tensor-taking ops run on batch-materialized inputs,
+//               in-place ops fill the physical value of a batched self.
+// Composite random ops (dropout, ...) are not intercepted: they decompose into
+// primitive random ops, which are.
+#include "../errors.h"
+#include "../interpreter.h"
+#include "../keys.h"
+#include "../op_traits.h"
+#include "axis.h"
+#include "batched_tensor.h"
+#include "plumbing.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+namespace torchfunc {
+namespace {
+
+std::string name_of(const c10::OperatorHandle& op) {
+  const auto& n = op.schema().operator_name();
+  return n.overload_name.empty() ? n.name : n.name + "." + n.overload_name;
+}
+
+int64_t size_argument(const c10::FunctionSchema& schema) {
+  const auto& args = schema.arguments();
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].name() == "size" && args[i].type()->kind() == c10::TypeKind::ListType) {
+      return static_cast<int64_t>(i);
+    }
+  }
+  return -1;
+}
+
+void random_same(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto& schema = op.schema();
+  const auto n = schema.arguments().size();
+  const auto level = self.level();
+  if (!any_batched_at(*stack, n, level)) {
+    continue_below(op, stack);
+    return;
+  }
+  const auto name = name_of(op);
+  TORCH_CHECK(is_inplace(schema), errors::random_same_with_batched_input(name));
+  // In place on a batched self: draw once into a per-example-shaped tensor, then
+  // broadcast that draw into every example.
+  const size_t first = stack->size() - n;
+  TORCH_CHECK(!any_tensor(*stack, n - 1, [level](const at::Tensor& t) { return batched_at(t, level); }),
+              errors::random_same_with_batched_input(name));
+  at::Tensor batched_self = (*stack)[first].toTensor();
+  auto [value, bdim] = unwrap_at(batched_self, level);
+  c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
+  auto draw = at::empty_like(value.select(*bdim, 0));
+  (*stack)[first] = draw;
+  op.callBoxed(stack);
+  torch::jit::drop(*stack, 1);
+  axis::bdim_to_front(value, bdim).copy_(draw.unsqueeze(0).expand_as(axis::bdim_to_front(value, bdim)));
+  stack->push_back(batched_self);
+}
+
+void random_different(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto& schema = op.schema();
+  const auto n = schema.arguments().size();
+  const auto level = self.level();
+  const auto batch_size = self.vmap().batch_size;
+  const auto name = name_of(op);
+  const size_t first = stack->size() - n;
+  c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
+  if (is_inplace(schema)) {
+    at::Tensor batched_self = (*stack)[first].toTensor();
+    TORCH_CHECK(batched_at(batched_self, level), errors::random_inplace_unbatched(name));
+    map_tensors(*stack, n, [&](const at::Tensor& t) {
+      auto [value, bdim] = unwrap_at(t, level);
+      return bdim.has_value() ? axis::bdim_to_front(value, bdim) : value;
+    });
+    op.callBoxed(stack);
+    torch::jit::drop(*stack, 1);
+    stack->push_back(batched_self);
+    return;
+  }
+  if (schema.operator_name().name == "aten::randperm") {
+    std::vector<at::Tensor> draws;
+    torch::jit::Stack args = torch::jit::last(*stack, n).vec();
+    torch::jit::drop(*stack, n);
+    for (int64_t b = 0; b < batch_size; ++b) {
+      auto example = args;
+      op.callBoxed(example);
+      draws.push_back(example[0].toTensor());
+    }
+    stack->emplace_back(make_batched(at::stack(draws), 0, level));
+    return;
+  }
+  const auto size_index = size_argument(schema);
+  if (size_index >= 0) {
+    auto sizes = (*stack)[first + size_index].toDimVector();
+    sizes.insert(sizes.begin(), batch_size);
+    (*stack)[first + size_index] = c10::IValue(c10::IntArrayRef(sizes));
+  }
+  const bool has_tensors = any_tensor(*stack, n, [](const at::Tensor& t) { return t.defined(); });
+  TORCH_CHECK(size_index >= 0 || has_tensors,
+              "vmap: randomness='different' is not supported for ", name, ". Please file an issue.");
+  map_tensors(*stack, n, [&](const at::Tensor& t) {
+    auto [value, bdim] = unwrap_at(t, level);
+    return axis::materialize(value, bdim, batch_size);
+  });
+  op.callBoxed(stack);
+  map_tensors(*stack, schema.returns().size(), [level](const at::Tensor& t) {
+    return make_batched(t, 0, level);
+  });
+}
+
+} // namespace
+
+void vmap_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  static const auto exclude = keys_to_exclude(c10::DispatchKeySet(kBatchedKey));
+  c10::impl::ExcludeDispatchKeyGuard guard(exclude);
+  if (op.hasTag(at::Tag::nondeterministic_seeded) && !is_composite_implicit(op)) {
+    switch (self.vmap().randomness) {
+      case Randomness::Error:
+        TORCH_CHECK(false, errors::random_in_error_mode(name_of(op)));
+      case Randomness::Same:
+        return random_same(self, op, stack);
+      case Randomness::Different:
+        return random_different(self, op, stack);
+    }
+  }
+  op.callBoxed(stack);
+}
+
+void vmap_send_to_next(const Interpreter&, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  op.callBoxed(stack);
+}
+
+} // namespace torchfunc

@@ -1,0 +1,151 @@
+// NOTE [vmap plumbing]
+// Every rule entry becomes one boxed kernel on kBatchedKey. The kernel finds the
+// current level (the top interpreter, which is processing this op), and if no
+// argument is batched at that level the op is not this level's business: it
+// continues below with kBatchedKey excluded. Otherwise the rule runs and its
+// outputs are wrapped as BatchedTensors of the level.
+#include "plumbing.h"
+
+#include "../keys.h"
+#include "../stack.h"
+#include "batched_tensor.h"
+#include "rule.h"
+
+#include <ATen/core/op_registration/op_registration.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/library.h>
+
+namespace torchfunc {
+
+std::string Call::name() const {
+  const auto& n = op.schema().operator_name();
+  return n.overload_name.empty() ? n.name : n.name + "." + n.overload_name;
+}
+
+std::pair<at::Tensor, std::optional<int64_t>> Call::tensor(size_t i) const {
+  return unwrap_at(args[i].toTensor(), level);
+}
+
+std::optional<std::pair<at::Tensor, std::optional<int64_t>>> Call::optional_tensor(size_t i) const {
+  if (args[i].isNone()) {
+    return std::nullopt;
+  }
+  return unwrap_at(args[i].toTensor(), level);
+}
+
+std::vector<std::pair<at::Tensor, std::optional<int64_t>>> Call::tensors(size_t i) const {
+  std::vector<std::pair<at::Tensor, std::optional<int64_t>>> out;
+  for (const at::Tensor& t : args[i].toTensorList()) {
+    out.push_back(unwrap_at(t, level));
+  }
+  return out;
+}
+
+torch::jit::Stack Call::call_below(torch::jit::Stack call_args) const {
+  c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
+  op.callBoxed(call_args);
+  return call_args;
+}
+
+bool any_batched_at(const torch::jit::Stack& stack, size_t n, int64_t level) {
+  return any_tensor(stack, n, [level](const at::Tensor& t) { return batched_at(t, level); });
+}
+
+void continue_below(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
+  op.callBoxed(stack);
+}
+
+void push_outputs(torch::jit::Stack* stack, const Outs& outs, int64_t level) {
+  for (const auto& out : outs) {
+    if (out.value.isTensor()) {
+      stack->emplace_back(make_batched(out.value.toTensor(), out.bdim, level));
+    } else if (out.value.isTensorList() && out.bdim.has_value()) {
+      c10::List<at::Tensor> list;
+      for (const at::Tensor& t : out.value.toTensorList()) {
+        list.push_back(make_batched(t, out.bdim, level));
+      }
+      stack->emplace_back(std::move(list));
+    } else {
+      stack->push_back(out.value);
+    }
+  }
+}
+
+namespace {
+
+class RuleKernel final : public c10::OperatorKernel {
+ public:
+  RuleKernel(Rule rule, RuleKind kind) : rule_(rule), kind_(kind) {}
+
+  void operator()(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
+    const auto& interp = top_interpreter();
+    const auto level = interp.level();
+    const auto n = op.schema().arguments().size();
+    if (!any_batched_at(*stack, n, level)) {
+      continue_below(op, stack);
+      return;
+    }
+    Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
+    torch::jit::drop(*stack, n);
+    Outs outs;
+    if (kind_ == RuleKind::Physical) {
+      c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
+      outs = rule_(call);
+    } else {
+      outs = rule_(call);
+    }
+    push_outputs(stack, outs, level);
+  }
+
+ private:
+  Rule rule_;
+  RuleKind kind_;
+};
+
+bool is_aten_op_name(const c10::OperatorName& name) {
+  return name.name.rfind("aten::", 0) == 0;
+}
+
+} // namespace
+
+size_t register_rules(torch::Library& lib) {
+  std::vector<RuleEntry> table;
+  add_pointwise_rules(table);
+  add_dim_rules(table);
+  add_view_rules(table);
+  add_linalg_rules(table);
+  add_nn_rules(table);
+  add_index_rules(table);
+  add_factory_rules(table);
+  add_dynamic_rules(table);
+  add_decompositions(table);
+  std::unordered_set<std::string> covered;
+  for (const auto& e : table) {
+    TORCH_CHECK(covered.insert(e.op).second, "torchfunc: two batching rules for aten::", e.op);
+    lib.impl(e.op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<RuleKernel>(e.rule, e.kind)));
+  }
+  // Generic family: every remaining aten op tagged pointwise that does not
+  // decompose (composite ops reach the pointwise ops they are made of).
+  size_t generic = 0;
+  for (const auto& name : c10::Dispatcher::singleton().getAllOpNames()) {
+    if (!is_aten_op_name(name)) {
+      continue;
+    }
+    const auto key = name.overload_name.empty() ? name.name.substr(6)
+                                                : name.name.substr(6) + "." + name.overload_name;
+    if (covered.count(key)) {
+      continue;
+    }
+    auto op = c10::Dispatcher::singleton().findOp(name);
+    if (!op || !op->hasTag(at::Tag::pointwise) || is_composite_implicit(*op)) {
+      continue;
+    }
+    lib.impl(key.c_str(), torch::CppFunction::makeFromBoxedFunctor(
+                              std::make_unique<RuleKernel>(&pointwise_rule, RuleKind::Physical)));
+    ++generic;
+  }
+  return table.size() + generic;
+}
+
+} // namespace torchfunc

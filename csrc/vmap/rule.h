@@ -1,0 +1,81 @@
+#pragma once
+// NOTE [Batching rules are data]
+// A batching rule has one signature: it receives the op's call at the current
+// level and returns the outputs with their batch dims, as JAX's batchers do.
+//   Physical rules see unwrapped values ((value, bdim) per tensor) and call ops
+//     on them with kBatchedKey excluded, so those calls go straight to the level
+//     below.
+//   Logical rules (decompositions) call ops on the BatchedTensors themselves;
+//     each call meets the batching rules again. They are how an op with no
+//     physical rule reaches ops that have one.
+// Rules are registered one line per op in family tables (rules/*.cpp); generic
+// rules serve whole families (every op tagged pointwise, every reduction with a
+// dim argument, ...). plumbing.cpp turns each entry into a kernel on kBatchedKey.
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/SmallVector.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace torchfunc {
+
+// One output of a rule. A tensor (or every tensor of a list) is batched along
+// `bdim`; nullopt means "already what the caller gets" (unbatched, or a
+// BatchedTensor returned as is, e.g. `self` of an in-place op).
+struct Out {
+  c10::IValue value;
+  std::optional<int64_t> bdim;
+};
+using Outs = c10::SmallVector<Out, 2>;
+
+// One call of an op at a vmap level.
+struct Call {
+  const c10::OperatorHandle& op;
+  int64_t level;
+  int64_t batch_size;
+  torch::jit::Stack args; // the op's arguments as called (tensors still wrapped)
+
+  const c10::FunctionSchema& schema() const { return op.schema(); }
+  std::string name() const;
+  // Value and bdim of tensor argument i at this level.
+  std::pair<at::Tensor, std::optional<int64_t>> tensor(size_t i) const;
+  std::optional<std::pair<at::Tensor, std::optional<int64_t>>> optional_tensor(size_t i) const;
+  // Values and bdims of a TensorList argument.
+  std::vector<std::pair<at::Tensor, std::optional<int64_t>>> tensors(size_t i) const;
+  // Runs the op with `args` replaced and kBatchedKey excluded; returns its outputs.
+  torch::jit::Stack call_below(torch::jit::Stack args) const;
+};
+
+using Rule = Outs (*)(Call& call);
+
+enum class RuleKind : uint8_t { Physical, Logical };
+
+struct RuleEntry {
+  const char* op; // "name.overload" in the aten namespace ("sum.dim_IntList", "sin")
+  Rule rule;
+  RuleKind kind = RuleKind::Physical;
+};
+
+// Family tables (rules/*.cpp).
+void add_pointwise_rules(std::vector<RuleEntry>& table);
+void add_dim_rules(std::vector<RuleEntry>& table);
+void add_view_rules(std::vector<RuleEntry>& table);
+void add_linalg_rules(std::vector<RuleEntry>& table);
+void add_nn_rules(std::vector<RuleEntry>& table);
+void add_index_rules(std::vector<RuleEntry>& table);
+void add_factory_rules(std::vector<RuleEntry>& table);
+void add_dynamic_rules(std::vector<RuleEntry>& table);
+void add_decompositions(std::vector<RuleEntry>& table);
+
+// Generic rules shared by several families.
+// Every op tagged pointwise (rules/pointwise.cpp).
+Outs pointwise_rule(Call& call);
+// All tensor arguments batch-materialized at the front, dim arguments shifted
+// (rules/dims.cpp); "batch-native" ops (linalg) use it with no dim arguments.
+Outs dim_rule(Call& call);
+// The per-example loop (fallback.cpp), for rules that handle only some cases.
+Outs loop_rule(Call& call);
+
+} // namespace torchfunc

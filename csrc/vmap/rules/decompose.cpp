@@ -1,0 +1,138 @@
+// Decompositions: ops without a physical rule, written as the ops they compute
+// on the logical (per-example) tensors. Each op they call meets its own rule.
+#include "../rule.h"
+
+#include <ATen/ATen.h>
+
+namespace torchfunc {
+namespace {
+
+at::Tensor opt(const c10::IValue& v) { return v.isNone() ? at::Tensor() : v.toTensor(); }
+
+// Shared by nll_loss and nll_loss2d: the class dim is 1, or 0 for one example.
+struct NllTerms {
+  at::Tensor target;  // ignored entries replaced by class 0
+  at::Tensor weight;  // per-entry class weight, 0 where ignored
+  int64_t class_dim;
+};
+
+NllTerms nll_terms(const at::Tensor& self, const at::Tensor& target, const at::Tensor& weight,
+                   int64_t ignore_index) {
+  const int64_t class_dim = self.dim() == 1 ? 0 : 1;
+  auto keep = target.ne(ignore_index);
+  auto safe = target.masked_fill(keep.logical_not(), 0);
+  at::Tensor w = weight.defined() ? at::embedding(weight.unsqueeze(1), safe).squeeze(-1)
+                                  : at::ones_like(safe, self.options());
+  return {safe, w * keep.to(self.scalar_type()), class_dim};
+}
+
+Outs nll_loss_forward(Call& call) {
+  const auto self = call.args[0].toTensor();
+  const auto reduction = call.args[3].toInt();
+  const auto terms = nll_terms(self, call.args[1].toTensor(), opt(call.args[2]), call.args[4].toInt());
+  auto picked = self.gather(terms.class_dim, terms.target.unsqueeze(terms.class_dim)).squeeze(terms.class_dim);
+  auto losses = picked.neg() * terms.weight;
+  auto total_weight = terms.weight.sum();
+  if (reduction == at::Reduction::None) {
+    return {{losses, std::nullopt}, {at::zeros({}, self.options()), std::nullopt}};
+  }
+  auto loss = losses.sum();
+  if (reduction == at::Reduction::Mean) loss = loss / total_weight;
+  return {{loss, std::nullopt}, {total_weight, std::nullopt}};
+}
+
+Outs nll_loss_backward(Call& call) {
+  const auto grad_output = call.args[0].toTensor();
+  const auto self = call.args[1].toTensor();
+  const auto reduction = call.args[4].toInt();
+  const auto terms = nll_terms(self, call.args[2].toTensor(), opt(call.args[3]), call.args[5].toInt());
+  auto coef = terms.weight.neg() * grad_output;
+  if (reduction == at::Reduction::Mean) coef = coef / call.args[6].toTensor();
+  auto grad = at::zeros_like(self).scatter(terms.class_dim, terms.target.unsqueeze(terms.class_dim),
+                                           coef.unsqueeze(terms.class_dim));
+  return {{grad, std::nullopt}};
+}
+
+at::Tensor reduce(const at::Tensor& losses, int64_t reduction) {
+  if (reduction == at::Reduction::Mean) return losses.mean();
+  if (reduction == at::Reduction::Sum) return losses.sum();
+  return losses;
+}
+
+Outs mse_loss(Call& call) {
+  auto diff = call.args[0].toTensor() - call.args[1].toTensor();
+  return {{reduce(diff * diff, call.args[2].toInt()), std::nullopt}};
+}
+
+Outs mse_loss_backward(Call& call) {
+  const auto grad = call.args[0].toTensor();
+  const auto self = call.args[1].toTensor();
+  auto out = (self - call.args[2].toTensor()) * grad * 2;
+  if (call.args[3].toInt() == at::Reduction::Mean) out = out / self.numel();
+  return {{out, std::nullopt}};
+}
+
+// log is clamped at -100, as torch's kernel does.
+Outs binary_cross_entropy(Call& call) {
+  const auto x = call.args[0].toTensor();
+  const auto y = call.args[1].toTensor();
+  const auto w = opt(call.args[2]);
+  auto losses = (y * x.log().clamp_min(-100) + (1 - y) * (1 - x).log().clamp_min(-100)).neg();
+  if (w.defined()) losses = losses * w;
+  return {{reduce(losses, call.args[3].toInt()), std::nullopt}};
+}
+
+Outs binary_cross_entropy_backward(Call& call) {
+  const auto g = call.args[0].toTensor();
+  const auto x = call.args[1].toTensor();
+  const auto y = call.args[2].toTensor();
+  const auto w = opt(call.args[3]);
+  auto out = g * (x - y) / ((1 - x) * x).clamp_min(1e-12);
+  if (w.defined()) out = out * w;
+  if (call.args[4].toInt() == at::Reduction::Mean) out = out / x.numel();
+  return {{out, std::nullopt}};
+}
+
+Outs native_layer_norm_backward(Call& call) {
+  const auto grad_out = call.args[0].toTensor();
+  const auto input = call.args[1].toTensor();
+  const auto normalized = call.args[2].toDimVector();
+  const auto mean = call.args[3].toTensor();
+  const auto rstd = call.args[4].toTensor();
+  const auto weight = opt(call.args[5]);
+  const auto mask = call.args[7].toBoolList();
+  const auto axis = input.dim() - static_cast<int64_t>(normalized.size());
+  std::vector<int64_t> inner, outer;
+  for (int64_t d = 0; d < input.dim(); ++d) (d < axis ? outer : inner).push_back(d);
+  int64_t n = 1;
+  for (auto s : normalized) n *= s;
+  auto x_hat = (input - mean) * rstd;
+  auto g = weight.defined() ? grad_out * weight : grad_out;
+  at::Tensor grad_input, grad_weight, grad_bias;
+  if (mask[0]) {
+    grad_input = (rstd / n) * (g * n - g.sum(inner, true) - x_hat * (g * x_hat).sum(inner, true));
+  }
+  if (mask[1] && weight.defined()) {
+    grad_weight = outer.empty() ? grad_out * x_hat : (grad_out * x_hat).sum(outer);
+  }
+  if (mask[2] && call.args[6].isTensor()) {
+    grad_bias = outer.empty() ? grad_out.clone() : grad_out.sum(outer);
+  }
+  return {{grad_input, std::nullopt}, {grad_weight, std::nullopt}, {grad_bias, std::nullopt}};
+}
+
+} // namespace
+
+void add_decompositions(std::vector<RuleEntry>& t) {
+  t.push_back({"nll_loss_forward", &nll_loss_forward, RuleKind::Logical});
+  t.push_back({"nll_loss_backward", &nll_loss_backward, RuleKind::Logical});
+  t.push_back({"nll_loss2d_forward", &nll_loss_forward, RuleKind::Logical});
+  t.push_back({"nll_loss2d_backward", &nll_loss_backward, RuleKind::Logical});
+  t.push_back({"mse_loss", &mse_loss, RuleKind::Logical});
+  t.push_back({"mse_loss_backward", &mse_loss_backward, RuleKind::Logical});
+  t.push_back({"binary_cross_entropy", &binary_cross_entropy, RuleKind::Logical});
+  t.push_back({"binary_cross_entropy_backward", &binary_cross_entropy_backward, RuleKind::Logical});
+  t.push_back({"native_layer_norm_backward", &native_layer_norm_backward, RuleKind::Logical});
+}
+
+} // namespace torchfunc

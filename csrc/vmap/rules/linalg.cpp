@@ -1,0 +1,74 @@
+// Matrix products and linear algebra. Products become one matmul on physical
+// values (matmul broadcasts the batch dim); linalg ops that already accept
+// leading batch dims ("batch-native") only need the batch dim at the front.
+#include "../axis.h"
+#include "../rule.h"
+
+#include <ATen/ATen.h>
+
+namespace torchfunc {
+namespace {
+
+at::Tensor front(const Call& call, size_t i) {
+  auto [value, bdim] = call.tensor(i);
+  return axis::bdim_to_front(value, bdim);
+}
+
+// beta * self + alpha * product, where self broadcasts against the logical product.
+at::Tensor scaled_sum(const Call& call, const at::Tensor& product, int64_t rank) {
+  const auto beta = call.args[3].toScalar();
+  const auto alpha = call.args[4].toScalar();
+  auto out = alpha.equal(1) ? product : product * alpha;
+  if (beta.equal(0)) {
+    return out;
+  }
+  auto [value, bdim] = call.tensor(0);
+  auto self = bdim.has_value() ? axis::pad_to_rank(axis::bdim_to_front(value, bdim), rank) : value;
+  return beta.equal(1) ? out + self : out + self * beta;
+}
+
+Outs mm_rule(Call& call) { return {{at::matmul(front(call, 0), front(call, 1)), 0}}; }
+Outs bmm_rule(Call& call) { return mm_rule(call); }
+Outs mv_rule(Call& call) {
+  return {{at::matmul(front(call, 0), front(call, 1).unsqueeze(-1)).squeeze(-1), 0}};
+}
+Outs dot_rule(Call& call) {
+  auto out = at::matmul(front(call, 0).unsqueeze(-2), front(call, 1).unsqueeze(-1));
+  return {{out.squeeze(-1).squeeze(-1), 0}};
+}
+Outs addmm_rule(Call& call) {
+  return {{scaled_sum(call, at::matmul(front(call, 1), front(call, 2)), 2), 0}};
+}
+Outs addmv_rule(Call& call) {
+  return {{scaled_sum(call, at::matmul(front(call, 1), front(call, 2).unsqueeze(-1)).squeeze(-1), 1), 0}};
+}
+Outs baddbmm_rule(Call& call) {
+  return {{scaled_sum(call, at::matmul(front(call, 1), front(call, 2)), 3), 0}};
+}
+Outs trace_rule(Call& call) { return {{front(call, 0).diagonal(0, 1, 2).sum(-1), 0}}; }
+
+} // namespace
+
+void add_linalg_rules(std::vector<RuleEntry>& t) {
+  t.push_back({"mm", &mm_rule});
+  t.push_back({"bmm", &bmm_rule});
+  t.push_back({"mv", &mv_rule});
+  t.push_back({"dot", &dot_rule});
+  t.push_back({"vdot", &dot_rule});
+  t.push_back({"addmm", &addmm_rule});
+  t.push_back({"addmv", &addmv_rule});
+  t.push_back({"baddbmm", &baddbmm_rule});
+  t.push_back({"trace", &trace_rule});
+  for (const char* op : {"linalg_inv_ex", "_linalg_det", "linalg_cholesky_ex", "_linalg_solve_ex",
+                         "linalg_qr", "_linalg_eigh", "_linalg_svd", "linalg_lu_factor_ex", "linalg_lu",
+                         "triangular_solve", "linalg_solve_triangular", "cholesky_solve",
+                         "_linalg_slogdet", "tril", "triu", "linalg_matrix_exp", "linalg_eig",
+                         "linalg_householder_product", "linalg_lu_solve", "lu_unpack",
+                         "cholesky_inverse", "linalg_ldl_factor_ex", "cholesky", "logdet",
+                         "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle", "_cdist_forward",
+                         "linalg_cross", "cross"}) {
+    t.push_back({op, &dim_rule});
+  }
+}
+
+} // namespace torchfunc

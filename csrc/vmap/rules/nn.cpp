@@ -1,0 +1,195 @@
+// Neural-network ops: convolution (forward and backward), pooling and other ops
+// with a leading batch dim N, embedding, layer norm.
+//
+// NOTE [Batching through N and through groups]
+// Ops with their own batch dim N take our batch dim by folding it into N
+// ([B, N, ...] -> [B*N, ...]); this is exact whenever the op treats samples of
+// N independently. Convolutions whose weight differs per example (ensembles,
+// and the per-example weight gradient of per-sample-gradient computations) fold
+// it into the channels instead and run B independent groups:
+// input [N, B*C, ...], weight [B*O, C/g, ...], groups B*g.
+#include "../axis.h"
+#include "../rule.h"
+
+#include <ATen/ATen.h>
+
+namespace torchfunc {
+namespace {
+
+// Spatial dims of a pooling-style op, read off its name ("max_pool2d_..." -> 2).
+int64_t spatial_dims(const std::string& name) {
+  if (name.find("1d") != std::string::npos) return 1;
+  if (name.find("3d") != std::string::npos) return 3;
+  return 2;
+}
+
+// Pooling-style ops: every tensor argument folds the batch into N, or becomes N
+// itself when examples are unbatched-form (rank spatial+1).
+Outs fold_into_n_rule(Call& call) {
+  const auto full_rank = spatial_dims(call.name()) + 2;
+  const bool fold = call.args[0].toTensor().dim() == full_rank;
+  torch::jit::Stack physical = call.args;
+  for (size_t i = 0; i < physical.size(); ++i) {
+    if (!physical[i].isTensor() || !physical[i].toTensor().defined()) continue;
+    auto [value, bdim] = call.tensor(i);
+    auto v = axis::materialize(value, bdim, call.batch_size);
+    physical[i] = fold && v.dim() == full_rank + 1 ? axis::fold_into(v, 0) : v;
+  }
+  auto results = call.call_below(std::move(physical));
+  Outs outs;
+  for (auto& r : results) {
+    const auto& t = r.toTensor();
+    outs.push_back({fold ? axis::unfold_from(t, 0, call.batch_size) : t, 0});
+  }
+  return outs;
+}
+
+// [B, N, C, ...] -> [N, B*C, ...] and back.
+at::Tensor channels_in(const at::Tensor& front_batched) { return axis::fold_into(front_batched, 1); }
+at::Tensor channels_out(const at::Tensor& t, int64_t batch_size) { return axis::unfold_from(t, 1, batch_size); }
+// [B, O, ...] -> [B*O, ...] and back.
+at::Tensor flat_front(const at::Tensor& t) { return t.flatten(0, 1); }
+at::Tensor unflat_front(const at::Tensor& t, int64_t batch_size) {
+  return t.unflatten(0, {batch_size, t.size(0) / batch_size});
+}
+
+Outs convolution_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [input, input_bdim] = call.tensor(0);
+  auto [weight, weight_bdim] = call.tensor(1);
+  auto bias = call.optional_tensor(2);
+  const bool per_example_params = weight_bdim.has_value() || (bias && bias->second.has_value());
+  auto args = call.args;
+  if (!per_example_params) {
+    args[0] = axis::fold_into(axis::bdim_to_front(input, input_bdim), 0);
+    auto out = call.call_below(std::move(args))[0].toTensor();
+    return {{axis::unfold_from(out, 0, B), 0}};
+  }
+  args[0] = channels_in(axis::materialize(input, input_bdim, B));
+  args[1] = flat_front(axis::materialize(weight, weight_bdim, B));
+  if (bias) args[2] = flat_front(axis::materialize(bias->first, bias->second, B));
+  args[8] = args[8].toInt() * B;
+  auto out = call.call_below(std::move(args))[0].toTensor();
+  return {{channels_out(out, B), 0}};
+}
+
+// The group trick serves every case: per-example weight gradients need it anyway.
+Outs convolution_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [grad_out, go_bdim] = call.tensor(0);
+  auto [input, input_bdim] = call.tensor(1);
+  auto [weight, weight_bdim] = call.tensor(2);
+  auto args = call.args;
+  args[0] = channels_in(axis::materialize(grad_out, go_bdim, B));
+  args[1] = channels_in(axis::materialize(input, input_bdim, B));
+  args[2] = flat_front(axis::materialize(weight, weight_bdim, B));
+  if (!args[3].isNone()) {
+    auto bias_sizes = args[3].toDimVector();
+    bias_sizes[0] *= B;
+    args[3] = c10::IValue(c10::IntArrayRef(bias_sizes));
+  }
+  args[9] = args[9].toInt() * B;
+  auto results = call.call_below(std::move(args));
+  auto grad_input = results[0].toTensor();
+  auto grad_weight = results[1].toTensor();
+  auto grad_bias = results[2].toTensor();
+  return {{grad_input.defined() ? channels_out(grad_input, B) : grad_input, 0},
+          {grad_weight.defined() ? unflat_front(grad_weight, B) : grad_weight, 0},
+          {grad_bias.defined() ? unflat_front(grad_bias, B) : grad_bias, 0}};
+}
+
+Outs embedding_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [weight, weight_bdim] = call.tensor(0);
+  auto [indices, indices_bdim] = call.tensor(1);
+  auto args = call.args;
+  if (!weight_bdim.has_value()) {
+    args[1] = axis::bdim_to_front(indices, indices_bdim);
+    return {{call.call_below(std::move(args))[0], 0}};
+  }
+  // Per-example tables: offset each example's indices into the stacked table.
+  auto table = axis::bdim_to_front(weight, weight_bdim);
+  const auto rows = table.size(1);
+  auto idx = axis::materialize(indices, indices_bdim, B);
+  std::vector<int64_t> shape(idx.dim(), 1);
+  shape[0] = B;
+  auto offsets = at::arange(B, idx.options()).mul(rows).view(shape);
+  args[0] = table.flatten(0, 1);
+  args[1] = idx + offsets;
+  const auto padding_idx = args[2].toInt();
+  TORCH_CHECK(padding_idx < 0, "vmap: embedding with padding_idx and a batched weight is not supported; "
+                               "pass padding_idx=None or an unbatched weight.");
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
+// Per-example weight gradients of an embedding: offset indices into B stacked tables.
+Outs embedding_dense_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [grad, grad_bdim] = call.tensor(0);
+  auto [indices, indices_bdim] = call.tensor(1);
+  auto g = axis::materialize(grad, grad_bdim, B);
+  auto idx = axis::materialize(indices, indices_bdim, B);
+  const auto rows = call.args[2].toInt();
+  const auto padding_idx = call.args[3].toInt();
+  if (padding_idx >= 0) {
+    g = g.masked_fill(idx.eq(padding_idx).unsqueeze(-1), 0);
+  }
+  std::vector<int64_t> shape(idx.dim(), 1);
+  shape[0] = B;
+  auto offsets = at::arange(B, idx.options()).mul(rows).view(shape);
+  auto args = call.args;
+  args[0] = g;
+  args[1] = idx + offsets;
+  args[2] = rows * B;
+  args[3] = int64_t{-1};
+  auto out = call.call_below(std::move(args))[0].toTensor();
+  return {{out.unflatten(0, {B, rows}), 0}};
+}
+
+// Layer norm normalizes trailing dims, so a front batch dim is just one more
+// leading dim. Per-example weight or bias are applied after normalizing.
+Outs native_layer_norm_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [input, input_bdim] = call.tensor(0);
+  auto weight = call.optional_tensor(2);
+  auto bias = call.optional_tensor(3);
+  auto args = call.args;
+  args[0] = axis::materialize(input, input_bdim, B);
+  const bool per_example_params = (weight && weight->second.has_value()) || (bias && bias->second.has_value());
+  if (!per_example_params) {
+    auto r = call.call_below(std::move(args));
+    return {{r[0], 0}, {r[1], 0}, {r[2], 0}};
+  }
+  const auto rank = static_cast<int64_t>(args[0].toTensor().dim()) - 1;
+  args[2] = c10::IValue();
+  args[3] = c10::IValue();
+  auto r = call.call_below(std::move(args));
+  auto out = r[0].toTensor();
+  if (weight) out = out * axis::pad_to_rank(axis::materialize(weight->first, weight->second, B), rank);
+  if (bias) out = out + axis::pad_to_rank(axis::materialize(bias->first, bias->second, B), rank);
+  return {{out, 0}, {r[1], 0}, {r[2], 0}};
+}
+
+} // namespace
+
+void add_nn_rules(std::vector<RuleEntry>& t) {
+  t.push_back({"convolution", &convolution_rule});
+  t.push_back({"convolution_backward", &convolution_backward_rule});
+  t.push_back({"embedding", &embedding_rule});
+  t.push_back({"embedding_dense_backward", &embedding_dense_backward_rule});
+  t.push_back({"native_layer_norm", &native_layer_norm_rule});
+  for (const char* op : {"max_pool2d_with_indices", "max_pool2d_with_indices_backward", "max_pool3d_with_indices",
+                         "max_pool3d_with_indices_backward", "avg_pool2d", "avg_pool2d_backward", "avg_pool3d",
+                         "avg_pool3d_backward", "_adaptive_avg_pool2d", "_adaptive_avg_pool2d_backward",
+                         "_adaptive_avg_pool3d", "_adaptive_avg_pool3d_backward", "adaptive_max_pool2d",
+                         "adaptive_max_pool2d_backward", "adaptive_max_pool3d", "adaptive_max_pool3d_backward",
+                         "max_pool1d_with_indices", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+                         "replication_pad1d", "replication_pad2d", "replication_pad3d", "upsample_nearest1d",
+                         "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d",
+                         "upsample_linear1d", "upsample_bicubic2d", "upsample_trilinear3d", "max_pool2d",
+                         "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "_upsample_nearest_exact3d"}) {
+    t.push_back({op, &fold_into_n_rule});
+  }
+}
+
+} // namespace torchfunc

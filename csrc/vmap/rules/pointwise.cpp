@@ -1,0 +1,129 @@
+// Pointwise ops: one generic rule for every op tagged pointwise (registered by
+// plumbing.cpp for the whole family), plus the few untagged ops that behave the
+// same way. Functional, in-place and out= forms share the rule.
+#include "../../errors.h"
+#include "../axis.h"
+#include "../rule.h"
+#include "../../op_traits.h"
+
+#include <ATen/ATen.h>
+#include <ATen/native/TypeProperties.h>
+
+namespace torchfunc {
+namespace {
+
+bool is_tensor_like(const c10::IValue& v) { return v.isTensor(); }
+
+// Scalars that take part in type promotion (alpha, value, ... do not).
+bool promotes(const c10::Argument& arg) {
+  const auto& n = arg.name();
+  return n == "other" || n == "self" || n == "exponent";
+}
+
+// NOTE [Type promotion of 0-dim BatchedTensors]
+// A logical 0-dim tensor is a "dimensionless" operand for type promotion, but
+// its physical value has the batch dim, which makes it a full operand: for
+// float32 x[B] and float64 scalar-tensor s, logically x + s is float64 while the
+// physical add would be float32. Compute the logical result type, and cast the
+// operands to it where the physical call would disagree.
+std::optional<at::ScalarType> logical_promotion(const Call& call) {
+  const auto& schema_args = call.schema().arguments();
+  bool batched_zero_dim = false;
+  at::native::ResultTypeState logical{};
+  at::native::ResultTypeState physical{};
+  int operands = 0;
+  for (size_t i = 0; i < call.args.size(); ++i) {
+    const auto& a = call.args[i];
+    if (a.isTensor() && a.toTensor().defined()) {
+      const auto& t = a.toTensor();
+      auto [value, bdim] = call.tensor(i);
+      batched_zero_dim |= bdim.has_value() && t.dim() == 0;
+      logical = at::native::update_result_type_state(t, logical);
+      physical = at::native::update_result_type_state(value, physical);
+      ++operands;
+    } else if (a.isScalar() && promotes(schema_args[i])) {
+      logical = at::native::update_result_type_state(a.toScalar(), logical);
+      physical = at::native::update_result_type_state(a.toScalar(), physical);
+      ++operands;
+    }
+  }
+  if (!batched_zero_dim || operands < 2) {
+    return std::nullopt;
+  }
+  const auto want = at::native::result_type(logical);
+  if (want == at::native::result_type(physical)) {
+    return std::nullopt;
+  }
+  return want;
+}
+
+} // namespace
+
+Outs pointwise_rule(Call& call) {
+  const auto& schema = call.schema();
+  const auto name = call.name();
+  const bool inplace = is_inplace(schema);
+  const auto& sargs = schema.arguments();
+  int64_t rank = 0;
+  for (size_t i = 0; i < call.args.size(); ++i) {
+    if (is_tensor_like(call.args[i]) && call.args[i].toTensor().defined()) {
+      rank = std::max<int64_t>(rank, call.args[i].toTensor().dim());
+    }
+  }
+  const auto promote_to = logical_promotion(call);
+  torch::jit::Stack physical = call.args;
+  Outs written; // out= arguments, returned as the caller's BatchedTensors
+  for (size_t i = 0; i < call.args.size(); ++i) {
+    if (!is_tensor_like(call.args[i]) || !call.args[i].toTensor().defined()) {
+      continue;
+    }
+    auto [value, bdim] = call.tensor(i);
+    const auto* alias = sargs[i].alias_info();
+    const bool written_arg = alias != nullptr && alias->isWrite();
+    if (written_arg) {
+      TORCH_CHECK(bdim.has_value(), errors::inplace_on_unbatched(name));
+      physical[i] = axis::bdim_to_front(value, bdim);
+      if (!inplace) {
+        written.push_back({call.args[i], std::nullopt});
+      }
+      continue;
+    }
+    at::Tensor v = bdim.has_value() ? axis::pad_to_rank(axis::bdim_to_front(value, bdim), rank) : value;
+    if (promote_to.has_value() && v.scalar_type() != at::kBool && v.scalar_type() != *promote_to) {
+      v = v.to(*promote_to);
+    }
+    physical[i] = v;
+  }
+  if (inplace) {
+    TORCH_CHECK(call.tensor(0).second.has_value(), errors::inplace_on_unbatched(name));
+    call.call_below(std::move(physical));
+    return {{call.args[0], std::nullopt}};
+  }
+  auto results = call.call_below(std::move(physical));
+  if (!written.empty()) {
+    return written;
+  }
+  Outs outs;
+  for (auto& r : results) {
+    outs.push_back({std::move(r), 0});
+  }
+  return outs;
+}
+
+void add_pointwise_rules(std::vector<RuleEntry>& t) {
+  // Untagged ops that broadcast their tensor operands like pointwise ops.
+  for (const char* op : {"copy_", "zero_", "fill_.Scalar", "masked_fill.Scalar",
+                         "masked_fill_.Scalar", "where.self", "lerp.Scalar", "lerp.Tensor",
+                         "_to_copy", "clone", "detach", "alias", "lift_fresh", "positive",
+                         "_conj", "_neg_view", "resolve_conj", "resolve_neg", "_conj_physical",
+                         "threshold_backward", "sigmoid_backward", "tanh_backward",
+                         "silu_backward", "gelu_backward", "hardtanh_backward", "elu_backward",
+                         "leaky_relu_backward", "softplus_backward", "hardsigmoid_backward",
+                         "hardswish_backward", "mish_backward", "logit_backward",
+                         "isnan", "isinf", "isfinite", "sign", "nan_to_num", "bitwise_not",
+                         "logical_not", "abs", "neg", "reciprocal", "sqrt", "rsqrt", "exp", "log"}) {
+    t.push_back({op, &pointwise_rule});
+  }
+}
+
+} // namespace torchfunc

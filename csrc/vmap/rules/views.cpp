@@ -1,0 +1,158 @@
+// View and reshape ops. The batch dim moves to the front, dim arguments shift
+// past it and size arguments gain the batch size; the result stays a view of
+// the physical value, so in-place writes through it reach the original.
+#include "../axis.h"
+#include "../batched_tensor.h"
+#include "../rule.h"
+
+#include <ATen/ATen.h>
+
+namespace torchfunc {
+namespace {
+
+bool is_dim_name(const std::string& n) {
+  return n == "dim" || n == "dims" || n == "dim0" || n == "dim1" || n == "dim2" || n == "source" ||
+      n == "destination" || n == "dimension";
+}
+
+at::Tensor front(const Call& call, size_t i = 0) {
+  auto [value, bdim] = call.tensor(i);
+  return axis::bdim_to_front(value, bdim);
+}
+
+int64_t rank(const Call& call) { return call.args[0].toTensor().dim(); }
+
+// Shifts dim arguments (wrapped against the logical rank, at least 1).
+Outs view_dim_rule(Call& call) {
+  const auto& sargs = call.schema().arguments();
+  const int64_t r = std::max<int64_t>(rank(call), 1);
+  torch::jit::Stack physical = call.args;
+  physical[0] = front(call);
+  for (size_t i = 1; i < physical.size(); ++i) {
+    auto& a = physical[i];
+    if (!is_dim_name(sargs[i].name())) continue;
+    if (a.isInt()) {
+      a = axis::physical_dim(a.toInt(), r);
+    } else if (a.isIntList()) {
+      auto dims = a.toDimVector();
+      for (auto& d : dims) d = axis::physical_dim(d, r);
+      a = c10::IValue(c10::IntArrayRef(dims));
+    }
+  }
+  auto results = call.call_below(std::move(physical));
+  Outs outs;
+  for (auto& res : results) outs.push_back({std::move(res), 0});
+  return outs;
+}
+
+// Prepends the batch size to the `size` argument (view, _unsafe_view, ...).
+Outs size_rule(Call& call) {
+  torch::jit::Stack physical = call.args;
+  physical[0] = front(call);
+  auto sizes = call.args[1].toDimVector();
+  sizes.insert(sizes.begin(), call.batch_size);
+  physical[1] = c10::IValue(c10::IntArrayRef(sizes));
+  auto results = call.call_below(std::move(physical));
+  return {{std::move(results[0]), 0}};
+}
+
+Outs expand_rule(Call& call) {
+  auto sizes = call.args[1].toDimVector();
+  auto x = axis::pad_to_rank(front(call), static_cast<int64_t>(sizes.size()));
+  sizes.insert(sizes.begin(), call.batch_size);
+  return {{x.expand(sizes, call.args[2].toBool()), 0}};
+}
+
+Outs repeat_rule(Call& call) {
+  auto repeats = call.args[1].toDimVector();
+  auto x = axis::pad_to_rank(front(call), static_cast<int64_t>(repeats.size()));
+  repeats.insert(repeats.begin(), 1);
+  return {{x.repeat(repeats), 0}};
+}
+
+Outs unsqueeze_rule(Call& call) {
+  const auto d = axis::physical_dim(call.args[1].toInt(), rank(call) + 1);
+  return {{front(call).unsqueeze(d), 0}};
+}
+
+c10::DimVector squeezable_dims(const Call& call) {
+  const auto& t = call.args[0].toTensor();
+  c10::DimVector dims;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.size(d) == 1) dims.push_back(d + 1);
+  }
+  return dims;
+}
+
+Outs squeeze_rule(Call& call) { return {{front(call).squeeze(squeezable_dims(call)), 0}}; }
+
+Outs permute_rule(Call& call) {
+  const auto r = rank(call);
+  c10::DimVector dims{0};
+  for (auto d : call.args[1].toDimVector()) dims.push_back(axis::physical_dim(d, r));
+  return {{front(call).permute(dims), 0}};
+}
+
+Outs t_rule(Call& call) {
+  auto x = front(call);
+  return {{rank(call) == 2 ? x.transpose(1, 2) : x, 0}};
+}
+
+// In-place views change the BatchedTensor itself: its physical value becomes
+// the corresponding view of the old value.
+Outs replace_value(Call& call, const at::Tensor& new_value) {
+  auto* self = maybe_batched(call.args[0].toTensor());
+  self->set_value(new_value, 0);
+  return {{call.args[0], std::nullopt}};
+}
+
+Outs unsqueeze_inplace(Call& call) {
+  return replace_value(call, front(call).unsqueeze(axis::physical_dim(call.args[1].toInt(), rank(call) + 1)));
+}
+Outs squeeze_inplace(Call& call) { return replace_value(call, front(call).squeeze(squeezable_dims(call))); }
+Outs squeeze_dim_inplace(Call& call) {
+  return replace_value(call, front(call).squeeze(axis::physical_dim(call.args[1].toInt(), std::max<int64_t>(rank(call), 1))));
+}
+Outs transpose_inplace(Call& call) {
+  const auto r = std::max<int64_t>(rank(call), 1);
+  return replace_value(call, front(call).transpose(axis::physical_dim(call.args[1].toInt(), r),
+                                                   axis::physical_dim(call.args[2].toInt(), r)));
+}
+Outs t_inplace(Call& call) {
+  auto x = front(call);
+  return replace_value(call, rank(call) == 2 ? x.transpose(1, 2) : x);
+}
+
+} // namespace
+
+void add_view_rules(std::vector<RuleEntry>& t) {
+  for (const char* op : {"select.int", "slice.Tensor", "transpose.int", "diagonal", "unfold", "unbind.int",
+                         "split.Tensor", "split_with_sizes", "movedim.int", "movedim.intlist", "squeeze.dim",
+                         "squeeze.dims", "flip", "narrow_copy", "view.dtype", "select_copy.int",
+                         "slice_copy.Tensor", "transpose_copy.int", "diagonal_copy", "unbind_copy.int",
+                         "split_copy.Tensor", "split_with_sizes_copy", "squeeze_copy.dim",
+                         "squeeze_copy.dims", "unsafe_split.Tensor", "unsafe_split_with_sizes"}) {
+    t.push_back({op, &view_dim_rule});
+  }
+  for (const char* op : {"view", "_unsafe_view", "view_copy", "_reshape_copy", "reshape"}) {
+    t.push_back({op, &size_rule});
+  }
+  t.push_back({"expand", &expand_rule});
+  t.push_back({"expand_copy", &expand_rule});
+  t.push_back({"repeat", &repeat_rule});
+  t.push_back({"unsqueeze", &unsqueeze_rule});
+  t.push_back({"unsqueeze_copy", &unsqueeze_rule});
+  t.push_back({"squeeze", &squeeze_rule});
+  t.push_back({"squeeze_copy", &squeeze_rule});
+  t.push_back({"permute", &permute_rule});
+  t.push_back({"permute_copy", &permute_rule});
+  t.push_back({"t", &t_rule});
+  t.push_back({"t_copy", &t_rule});
+  t.push_back({"unsqueeze_", &unsqueeze_inplace});
+  t.push_back({"squeeze_", &squeeze_inplace});
+  t.push_back({"squeeze_.dim", &squeeze_dim_inplace});
+  t.push_back({"transpose_", &transpose_inplace});
+  t.push_back({"t_", &t_inplace});
+}
+
+} // namespace torchfunc

@@ -1,0 +1,54 @@
+# Type stub for the compiled engine, torchfunc._C (csrc/python/module.cpp).
+# Vocabulary: a *level* is one transform on the thread's interpreter *stack*;
+# a *BatchedTensor* carries (value, level, bdim); a *GradTensor* carries (value, level)
+# and its own autograd metadata. Levels count from 1; the top of the stack is the
+# highest level.
+from typing import Optional, Tuple
+from torch import Tensor
+
+# --- the interpreter stack -------------------------------------------------------
+def push_vmap(batch_size: int, randomness: str) -> int:
+    """Push a vmap interpreter ('error' | 'same' | 'different'); returns its level."""
+def push_grad(prev_grad_mode: bool) -> int:
+    """Push a grad interpreter; prev_grad_mode is the grad mode outside the transform."""
+def pop(level: int) -> None:
+    """Pop the top interpreter, which must be `level`; its wrappers become dead."""
+def current_level() -> Optional[int]: ...
+def stack_depth() -> int: ...
+def stack_kinds() -> list[str]:
+    """Kinds of the interpreters on the stack, bottom first ('vmap', 'grad', ...)."""
+
+# --- BatchedTensor -----------------------------------------------------------------
+def add_batch_dim(tensor: Tensor, bdim: int, level: int) -> Tensor: ...
+def remove_batch_dim(tensor: Tensor, level: int, batch_size: int, out_dim: int) -> Tensor:
+    """Unwrap `level`, moving its batch dim to out_dim; a tensor not batched at
+    `level` is expanded to batch_size along out_dim instead."""
+def is_batched_tensor(tensor: Tensor) -> bool: ...
+def batched_at(tensor: Tensor, level: int) -> bool: ...
+
+# --- GradTensor ------------------------------------------------------------------------
+def wrap_for_grad(tensor: Tensor, level: int) -> Tensor: ...
+def unwrap_for_grad(tensor: Tensor, level: int) -> Tensor:
+    """The value of a GradTensor at `level`; any other tensor is returned as is."""
+def is_grad_tensor(tensor: Tensor) -> bool: ...
+def set_inplace_requires_grad_allowed(allowed: bool) -> None: ...
+
+# --- introspection ---------------------------------------------------------------------
+def tensor_level(tensor: Tensor) -> Optional[int]:
+    """Level of the outermost wrapper of `tensor` (None for a plain tensor)."""
+def unwrap_one(tensor: Tensor) -> Tensor:
+    """Peel one wrapper (BatchedTensor: its physical value; GradTensor: its value)."""
+def describe(tensor: Tensor) -> str:
+    """e.g. 'BatchedTensor(level=2, bdim=0, GradTensor(level=1, tensor[3, 4]))'."""
+
+# --- the slow per-example fallback ----------------------------------------------------------
+def set_fallback_warning(enabled: bool) -> None: ...
+def set_fallback_enabled(enabled: bool) -> None:
+    """When disabled, an op that would take the fallback raises instead."""
+def fallback_count() -> int:
+    """How many times the fallback ran on this process (for tests and reports)."""
+
+# --- build facts ------------------------------------------------------------------------
+def built_with_torch() -> str: ...
+def key_map() -> list[Tuple[str, str]]:
+    """(role, dispatch key name) for each key torchfunc uses."""
