@@ -8,7 +8,6 @@ Two things would make loading it harmful rather than merely failing:
 Both are checked before the shared library is loaded, and reported with what to do.
 """
 import importlib
-import os
 
 import torch
 
@@ -52,8 +51,6 @@ def _check_keys_free():
 
 
 def _load():
-    if os.environ.get("TORCHFUNC_ENGINE_FOR_DEV"):  # the Python layer's tests against a mock engine
-        return importlib.import_module(os.environ["TORCHFUNC_ENGINE_FOR_DEV"])
     _check_torch_version()
     _check_keys_free()
     engine = importlib.import_module("torchfunc._C")

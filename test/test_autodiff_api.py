@@ -1,0 +1,413 @@
+"""torchfunc.grad/grad_and_value/vjp/jacrev/hessian against torch.func: results,
+structures, compositions, no_grad interactions, error messages and level hygiene."""
+import collections
+import inspect
+
+import expecttest
+import pytest
+import torch
+import torch.func
+from torch.utils._pytree import tree_flatten
+
+from torchfunc._engine import _C
+from torchfunc.autodiff import grad, grad_and_value, vjp
+from torchfunc.jacobians import hessian, jacrev
+from torchfunc.vmap import vmap
+
+Point = collections.namedtuple("Point", ["x", "y"])
+
+
+def assert_same(actual, expected):
+    """Same pytree structure, same leaves (Tensors: same shape, dtype and values)."""
+    flat_actual, spec_actual = tree_flatten(actual)
+    flat_expected, spec_expected = tree_flatten(expected)
+    assert spec_actual == spec_expected
+    for a, e in zip(flat_actual, flat_expected):
+        if isinstance(e, torch.Tensor):
+            torch.testing.assert_close(a, e)
+        else:
+            assert a == e
+
+
+@pytest.fixture(autouse=True)
+def no_level_leaks():
+    torch.manual_seed(0)
+    yield
+    assert _C.stack_depth() == 0
+    assert torch.is_grad_enabled()
+
+
+def A(*shape):
+    return torch.randn(*shape)
+
+
+def f_scalar(a):
+    return (a.sin() * a).sum()
+
+
+def f_two(a, b):
+    return (a * b.cos()).sum() + (a ** 2).sum()
+
+
+# --- grad / grad_and_value ----------------------------------------------------------------------
+
+GRAD_CASES = {
+    "one_arg": (f_scalar, {}, lambda: (A(3),)),
+    "argnums_1": (f_two, dict(argnums=1), lambda: (A(3), A(3))),
+    "argnums_negative": (f_two, dict(argnums=-1), lambda: (A(3), A(3))),
+    "argnums_tuple": (f_two, dict(argnums=(1, 0)), lambda: (A(3), A(3))),
+    "dict_arg": (lambda p: (p["w"] @ p["b"]).tanh().sum(), {},
+                 lambda: ({"w": A(2, 3), "b": A(3)},)),
+    "namedtuple_arg": (lambda p: (p.x * p.y).sum(), {}, lambda: (Point(A(3), A(3)),)),
+    "has_aux": (lambda a: (f_scalar(a), {"sin": a.sin()}), dict(has_aux=True), lambda: (A(3),)),
+    "independent_input": (lambda a, b: (b * 2).sum(), {}, lambda: (A(3), A(3))),
+    "non_tensor_extra_arg": (lambda a, k: (a * k).sum(), {}, lambda: (A(3), 2.5)),
+}
+
+
+@pytest.mark.parametrize("name", GRAD_CASES)
+@pytest.mark.parametrize("transform", ["grad", "grad_and_value"])
+def test_grad_matches_torch_func(name, transform):
+    func, options, make_args = GRAD_CASES[name]
+    args = make_args()
+    ours = {"grad": grad, "grad_and_value": grad_and_value}[transform]
+    expected = getattr(torch.func, transform)(func, **options)(*args)
+    assert_same(ours(func, **options)(*args), expected)
+
+
+def test_non_tensor_aux_is_returned_as_is():
+    # torch.func raises "Expected tensors, got unsupported type <class 'int'>" here.
+    x = A(3)
+    g, aux = grad(lambda a: (f_scalar(a), {"n": 3, "sin": a.sin()}), has_aux=True)(x)
+    assert_same((g, aux), (torch.func.grad(f_scalar)(x), {"n": 3, "sin": x.sin()}))
+
+
+def test_grad_kwargs_are_lifted_not_differentiated():
+    x, w = A(3), A(3)
+    f = lambda a, *, weight: (a * weight).sin().sum()
+    assert_same(grad(f)(x, weight=w), torch.func.grad(f)(x, weight=w))
+
+
+@pytest.mark.parametrize("composition", ["grad_grad", "vmap_grad", "grad_vmap", "vmap_grad_grad",
+                                         "grad_grad_argnums"])
+def test_grad_compositions_match_torch_func(composition):
+    def build(vmap_, grad_):
+        return {
+            "grad_grad": lambda: grad_(grad_(lambda a: a.sin() * a ** 3))(torch.tensor(0.7)),
+            "vmap_grad": lambda: vmap_(grad_(f_scalar))(X),
+            "grad_vmap": lambda: grad_(lambda a: vmap_(torch.dot)(a, a.cos()).sum())(X),
+            "vmap_grad_grad": lambda: vmap_(grad_(grad_(lambda a: a.sin() * a ** 3)))(X[0]),
+            "grad_grad_argnums": lambda: grad_(lambda a, b: grad_(f_two, argnums=1)(a, b).sum(),
+                                               argnums=(0, 1))(X[0], X[1]),
+        }[composition]()
+    X = A(4, 3)
+    assert_same(build(vmap, grad), build(torch.func.vmap, torch.func.grad))
+
+
+def test_grad_result_is_differentiable_by_plain_autograd():
+    x_ours = A(3).requires_grad_()
+    x_theirs = x_ours.detach().clone().requires_grad_()
+    grad(f_scalar)(x_ours).sum().backward()
+    torch.func.grad(f_scalar)(x_theirs).sum().backward()
+    assert_same(x_ours.grad, x_theirs.grad)
+
+
+# NOTE [grad and vjp interaction with no_grad] in torch/_functorch/eager_transforms.py.
+def inner_no_grad(a):
+    with torch.no_grad():
+        c = a ** 2
+    return (a - c).sum()
+
+
+@pytest.mark.parametrize("outer_no_grad", [False, True])
+def test_no_grad_inside_is_honoured_outside_ignored(outer_no_grad):
+    x = A(3)
+    def run(grad_, vjp_, jacrev_):
+        def nested(a):  # a no_grad around an inner grad: its result is a constant
+            with torch.no_grad():
+                g = grad_(f_scalar)(a)
+            return (g * a.sin()).sum()
+        return (grad_(inner_no_grad)(x), vjp_(inner_no_grad, x)[1](torch.tensor(1.0))[0],
+                grad_(nested)(x), jacrev_(nested)(x))
+    with torch.set_grad_enabled(not outer_no_grad):
+        ours = run(grad, vjp, jacrev)
+        theirs = run(torch.func.grad, torch.func.vjp, torch.func.jacrev)
+        assert torch.is_grad_enabled() is not outer_no_grad
+    assert_same(ours, theirs)
+    constant_g = x.sin() + x * x.cos()
+    assert_same(ours, (torch.ones(3), torch.ones(3), constant_g * x.cos(), constant_g * x.cos()))
+
+
+def test_grad_under_inference_mode():
+    x = A(3)
+    with torch.inference_mode():
+        ours = grad(f_scalar)(x)
+        assert torch.is_inference_mode_enabled()
+    assert_same(ours, torch.func.grad(f_scalar)(x))
+
+
+def test_saved_tensor_hooks_are_refused():
+    def f(a):
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+            return (a * a).sum()
+    with pytest.raises(RuntimeError, match=r"torchfunc\.\{grad, grad_and_value, vjp, jacrev, "
+                                           r"hessian\} don't yet support saved tensor hooks"):
+        grad(f)(A(3))
+
+
+# --- vjp ---------------------------------------------------------------------------------------
+
+VJP_CASES = {
+    "single": (torch.sin, lambda: (A(3),), lambda: A(3)),
+    "two_primals": (torch.matmul, lambda: (A(2, 3), A(3, 4)), lambda: A(2, 4)),
+    "tuple_output": (lambda a: (a.sin(), a.cos().sum()), lambda: (A(3),), lambda: (A(3), A(()))),
+    "dict_output": (lambda a, b: {"p": a * b, "s": a.sum()}, lambda: (A(3), A(3)),
+                    lambda: {"p": A(3), "s": A(())}),
+    "pytree_primal": (lambda d: d["w"].exp() * d["v"], lambda: ({"w": A(3), "v": A(3)},),
+                      lambda: A(3)),
+}
+
+
+@pytest.mark.parametrize("name", VJP_CASES)
+def test_vjp_matches_torch_func(name):
+    func, make_primals, make_cotangents = VJP_CASES[name]
+    primals, cotangents = make_primals(), make_cotangents()
+    out, vjp_fn = vjp(func, *primals)
+    expected_out, expected_vjp_fn = torch.func.vjp(func, *primals)
+    assert_same(out, expected_out)
+    assert_same(vjp_fn(cotangents), expected_vjp_fn(cotangents))
+    assert_same(vjp_fn(cotangents), expected_vjp_fn(cotangents))  # the graph is retained
+
+
+def test_vjp_has_aux():
+    x = A(3)
+    f = lambda a: (a.sin(), {"c": a.cos()})
+    out, vjp_fn, aux = vjp(f, x, has_aux=True)
+    expected_out, expected_vjp_fn, expected_aux = torch.func.vjp(f, x, has_aux=True)
+    assert_same((out, aux, vjp_fn(x)), (expected_out, expected_aux, expected_vjp_fn(x)))
+
+
+@pytest.mark.parametrize("grad_enabled", [True, False])
+def test_vjp_fn_create_graph_defaults_to_grad_mode(grad_enabled):
+    x = A(3).requires_grad_()
+    results = []
+    for vjp_ in (vjp, torch.func.vjp):
+        _, vjp_fn = vjp_(torch.sin, x)
+        with torch.set_grad_enabled(grad_enabled):
+            results.append(vjp_fn(torch.ones(3))[0].requires_grad)
+        results.append(vjp_fn(torch.ones(3), create_graph=False)[0].requires_grad)
+    assert results == [grad_enabled, False, grad_enabled, False]
+
+
+def test_vjp_fn_under_inference_mode():
+    x = A(3)
+    _, vjp_fn = vjp(torch.sin, x)
+    with torch.inference_mode():
+        result = vjp_fn(torch.ones(3))
+    assert_same(result, (x.cos(),))
+    assert not result[0].is_inference()
+
+
+def test_vjp_fn_without_retain_graph_cannot_run_twice():  # §4 #37
+    _, vjp_fn = vjp(torch.sin, A(3))
+    vjp_fn(torch.ones(3), retain_graph=False)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        vjp_fn(torch.ones(3))
+
+
+def test_vmap_of_vjp_fn_and_vjp_in_vmap():
+    x, xs, cotangents = A(3), A(5, 3), A(5, 3)
+    _, vjp_fn = vjp(torch.sin, x)
+    _, expected_vjp_fn = torch.func.vjp(torch.sin, x)
+    assert_same(vmap(vjp_fn)(cotangents), torch.func.vmap(expected_vjp_fn)(cotangents))
+    per_example = lambda v_, vjp_: v_(lambda a, c: vjp_(torch.sin, a)[1](c)[0])
+    assert_same(per_example(vmap, vjp)(xs, cotangents),
+                per_example(torch.func.vmap, torch.func.vjp)(xs, cotangents))
+
+
+# --- jacrev / hessian --------------------------------------------------------------------------
+
+JACREV_CASES = {
+    "unary": (torch.sin, {}, lambda: (A(3),)),
+    "matrix_in_out": (lambda a: a @ a.t(), {}, lambda: (A(2, 3),)),
+    "argnums_1": (f_two, dict(argnums=1), lambda: (A(3), A(3))),
+    "argnums_tuple": (lambda a, b: a * b.sum(), dict(argnums=(0, 1)), lambda: (A(3), A(2))),
+    "dict_arg": (lambda d: d["w"] @ d["b"], {}, lambda: ({"w": A(2, 3), "b": A(3)},)),
+    "dict_arg_argnums_tuple": (lambda d, y: d["w"] * y, dict(argnums=(0, 1)),
+                               lambda: ({"w": A(3)}, A(3))),
+    "tuple_output": (lambda a: (a.sin(), a.sum()), {}, lambda: (A(3),)),
+    "dict_output": (lambda a, b: {"p": a * b, "q": (a @ b).unsqueeze(0)}, dict(argnums=(0, 1)),
+                    lambda: (A(3), A(3))),
+    "scalar_output": (f_scalar, {}, lambda: (A(4),)),
+    "has_aux": (lambda a: (a.exp(), a.sum()), dict(has_aux=True), lambda: (A(3),)),
+    "empty_output": (lambda a: a[:0], {}, lambda: (A(3),)),
+}
+
+
+@pytest.mark.parametrize("name", JACREV_CASES)
+@pytest.mark.parametrize("chunk_size", [None, 1, 2, 100])
+@pytest.mark.parametrize("preallocate", [False, True])
+def test_jacrev_matches_torch_func(name, chunk_size, preallocate):
+    func, options, make_args = JACREV_CASES[name]
+    args = make_args()
+    ours = jacrev(func, chunk_size=chunk_size, _preallocate_and_copy=preallocate, **options)(*args)
+    assert_same(ours, torch.func.jacrev(func, **options)(*args))
+
+
+@pytest.mark.parametrize("chunk_size, vmapped_batch_sizes",
+                         [(None, [5]), (1, []), (2, [2, 2, 1]), (5, [5]), (9, [5])])
+def test_jacrev_chunks_the_basis(chunk_size, vmapped_batch_sizes, monkeypatch):
+    pushed = []
+    push_vmap = _C.push_vmap
+    monkeypatch.setattr(_C, "push_vmap",
+                        lambda size, randomness: pushed.append(size) or push_vmap(size, randomness))
+    jacrev(torch.sin, chunk_size=chunk_size)(A(5))
+    assert pushed == vmapped_batch_sizes  # chunk_size=1: a plain loop, no vmap
+
+
+def test_jacrev_compositions_match_torch_func():
+    x, xs = A(3), A(4, 3)
+    f = lambda a: a.sin() * a.sum()
+    assert_same(vmap(jacrev(f))(xs), torch.func.vmap(torch.func.jacrev(f))(xs))
+    assert_same(jacrev(jacrev(f))(x), torch.func.jacrev(torch.func.jacrev(f))(x))
+    assert_same(jacrev(grad(f_scalar))(x), torch.func.jacrev(torch.func.grad(f_scalar))(x))
+
+
+@pytest.mark.parametrize("argnums", [0, 1, (0, 1)])
+def test_hessian_matches_torch_func(argnums):
+    x, y = A(3), A(3)
+    assert_same(hessian(f_two, argnums)(x, y), torch.func.hessian(f_two, argnums)(x, y))
+
+
+@pytest.mark.parametrize("ours", [grad, grad_and_value, vjp, jacrev, hessian])
+def test_signature_matches_torch_func(ours):
+    def parameters(func):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(func).parameters.values()]
+    assert parameters(ours) == parameters(getattr(torch.func, ours.__name__))
+
+
+def test_transforms_wrap_function_metadata():
+    for transform in (grad, grad_and_value, jacrev, hessian):
+        assert transform(f_scalar).__name__ == "f_scalar"
+        assert transform(f_scalar).__wrapped__ is not None
+
+
+# --- error messages -----------------------------------------------------------------------------
+
+def _error(fn):
+    with pytest.raises(Exception) as info:
+        fn()
+    return info.value
+
+
+x3 = torch.randn(3)
+
+# Messages torch.func gets right (design doc §4, graded ✓): same exception type, same text.
+TORCH_PARITY = {
+    "cotangent_structure": lambda api: api.vjp(lambda a: (a, a), x3)[1](x3),
+    "jacrev_complex_input": lambda api: api.jacrev(torch.sin)(torch.randn(3, dtype=torch.cfloat)),
+    "jacrev_complex_output": lambda api: api.jacrev(lambda a: a.to(torch.cfloat))(x3),
+    "jacrev_chunk_size": lambda api: api.jacrev(torch.sin, chunk_size=0),
+}
+
+
+class _Ours:
+    vjp, jacrev = staticmethod(vjp), staticmethod(jacrev)
+
+
+@pytest.mark.parametrize("name", TORCH_PARITY)
+def test_error_matches_torch_func(name):
+    ours = _error(lambda: TORCH_PARITY[name](_Ours))
+    theirs = _error(lambda: TORCH_PARITY[name](torch.func))
+    assert (type(ours), str(ours)) == (type(theirs), str(theirs))
+
+
+def loss(a):
+    return a * 2
+
+
+class TestAutodiffErrors(expecttest.TestCase):
+    """Messages we make better than torch.func's (design doc §4, graded ✗ or ~)."""
+
+    def check(self, fn, exc_type):
+        with self.assertRaises(exc_type) as ctx:
+            fn()
+        return str(ctx.exception)
+
+    def test_non_scalar_output(self):  # §4 #24: names grad, not grad_and_value
+        self.assertExpectedInline(self.check(lambda: grad(loss)(x3), RuntimeError), """grad(loss)(*args): Expected loss(*args) to return a scalar Tensor, got tensor with 1 dims. Maybe you wanted to use the vjp or jacrev APIs instead?""")
+        self.assertExpectedInline(self.check(lambda: grad_and_value(loss)(x3), RuntimeError), """grad_and_value(loss)(*args): Expected loss(*args) to return a scalar Tensor, got tensor with 1 dims. Maybe you wanted to use the vjp or jacrev APIs instead?""")
+
+    def test_non_tensor_output(self):  # §4 #25
+        self.assertExpectedInline(self.check(lambda: grad(lambda a: 1.0)(x3), RuntimeError), """grad(<lambda>)(*args): Expected <lambda>(*args) to return a Tensor, got <class 'float'>.""")
+        self.assertExpectedInline(self.check(lambda: grad(lambda a: (a.sum(), a))(x3), RuntimeError), """grad(<lambda>)(*args): Expected <lambda>(*args) to return a Tensor, got <class 'tuple'>. If <lambda> returns (output, aux), pass has_aux=True to grad.""")
+
+    def test_has_aux_without_tuple(self):  # §4 #26
+        self.assertExpectedInline(self.check(lambda: grad(torch.sum, has_aux=True)(x3), RuntimeError), """grad(sum)(*args): output of function sum should be a tuple: (output, aux) if has_aux is True""")
+        self.assertExpectedInline(self.check(lambda: vjp(torch.sin, x3, has_aux=True), RuntimeError), """vjp(sin, *primals): output of function sin should be a tuple: (output, aux) if has_aux is True""")
+
+    def test_bad_argnums(self):  # §4 #29
+        self.assertExpectedInline(self.check(lambda: grad(f_scalar, argnums=1)(x3), ValueError), """grad(f_scalar, argnums=1)(*args): argnums=1 is out of range: f_scalar was called with 1 positional argument; valid argnums are -1..0""")
+        self.assertExpectedInline(self.check(lambda: grad(f_two, argnums=(0, 0)), ValueError), """grad(f_two, argnums=(0, 0)): argnums elements must be unique, got (0, 0)""")
+        self.assertExpectedInline(self.check(lambda: grad(f_two, argnums=(0, -2))(x3, x3), ValueError), """grad(f_two, argnums=(0, -2))(*args): argnums elements must be unique, got (0, -2), which selects positional arguments (0, 0)""")
+        self.assertExpectedInline(self.check(lambda: jacrev(f_scalar, argnums=()), ValueError), """jacrev(f_scalar, argnums=()): argnums must be non-empty, got ()""")
+        self.assertExpectedInline(self.check(lambda: grad(f_scalar, argnums="0"), TypeError), """grad(f_scalar, argnums='0'): argnums must be an int or a tuple of ints, got '0' (a str)""")
+
+    def test_non_tensor_argument(self):  # §4 #30
+        self.assertExpectedInline(self.check(lambda: grad(f_scalar)(2.0), ValueError), """grad(f_scalar)(*args): args[0] is a float, but only Tensors can be differentiated. Pass it as a Tensor (e.g. torch.tensor(...)), or leave it out of argnums.""")
+        self.assertExpectedInline(self.check(lambda: vjp(torch.sin, 2), ValueError), """vjp(sin, *primals): primals[0] is an int, but only Tensors can be differentiated. Pass it as a Tensor (e.g. torch.tensor(...)), or bind it to the function (functools.partial) instead of passing it as a primal.""")
+
+    def test_integer_argument(self):  # §4 #31
+        self.assertExpectedInline(self.check(lambda: grad(torch.sum)(torch.arange(3)), ValueError), """grad(sum)(*args): args[0] is a Tensor of dtype torch.int64, but only floating point and complex Tensors can be differentiated. Convert it (e.g. .float()), or leave it out of argnums.""")
+        self.assertExpectedInline(self.check(lambda: jacrev(lambda a, d: d["w"], argnums=1)(x3, {"w": torch.arange(3)}), ValueError), """jacrev(<lambda>)(*args): args[1]['w'] is a Tensor of dtype torch.int64, but only floating point and complex Tensors can be differentiated. Convert it (e.g. .float()), or leave it out of argnums.""")
+
+    def test_cotangent_shape(self):  # §4 #35
+        self.assertExpectedInline(self.check(lambda: vjp(torch.sin, x3)[1](torch.ones(4)), RuntimeError), """vjp_fn of vjp(sin, *primals): cotangents has shape [4], but the matching output of sin has shape [3]. Each cotangent must have the shape of its output.""")
+        self.assertExpectedInline(self.check(lambda: vjp(lambda a: (a, a.sum()), x3)[1]((x3, x3)), RuntimeError), """vjp_fn of vjp(<lambda>, *primals): cotangents[1] has shape [3], but the matching output of <lambda> has shape []. Each cotangent must have the shape of its output.""")
+
+    def test_bad_vjp_outputs(self):  # §4 #36
+        self.assertExpectedInline(self.check(lambda: vjp(lambda a: a.long(), x3), RuntimeError), """vjp(<lambda>, *primals): All outputs of <lambda> must be floating-point or complex Tensors, got Tensor with dtype torch.int64""")
+        self.assertExpectedInline(self.check(lambda: vjp(lambda a: (a, 3), x3), RuntimeError), """vjp(<lambda>, *primals): expected <lambda> to return only tensors, got unsupported type <class 'int'>""")
+        self.assertExpectedInline(self.check(lambda: jacrev(lambda a: (a, 3))(x3), RuntimeError), """jacrev(<lambda>)(*args): expected <lambda> to return only tensors, got unsupported type <class 'int'>""")
+
+    def test_torch_func_around_torchfunc_is_refused(self):
+        self.assertExpectedInline(self.check(lambda: torch.func.vmap(grad(f_scalar))(torch.randn(2, 3)), RuntimeError), """torchfunc.grad was called inside a torch.func transform (torch.func.vmap at level 1). torchfunc and torch.func transforms cannot be nested inside each other, because each library's interpreter stack cannot see the other's wrapped tensors (BatchedTensor, GradTensor), which would give wrong results. Use one library for the whole composition: all torchfunc, or all torch.func.""")
+        _, vjp_fn = vjp(torch.sin, x3)
+        message = self.check(lambda: torch.func.grad(lambda c: vjp_fn(c)[0].sum())(x3),
+                             RuntimeError)
+        self.assertIn("torchfunc.vjp was called inside a torch.func transform (torch.func.grad",
+                      message)
+
+
+# --- levels -------------------------------------------------------------------------------------
+
+def _raise(*args):
+    raise KeyError("boom")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: grad(_raise)(x3),
+    lambda: grad_and_value(lambda a: grad(_raise)(a))(x3),
+    lambda: vjp(_raise, x3),
+    lambda: jacrev(_raise)(x3),
+    lambda: vmap(grad(_raise))(torch.randn(2, 3)),
+    lambda: hessian(_raise)(x3),
+    lambda: grad(loss)(x3),  # raised by grad itself, with the level pushed
+])
+@pytest.mark.parametrize("outer_grad_mode", [True, False])
+def test_no_level_or_mode_leaks_when_something_raises(call, outer_grad_mode):
+    with torch.set_grad_enabled(outer_grad_mode):
+        with pytest.raises((KeyError, RuntimeError)):
+            call()
+        assert torch.is_grad_enabled() is outer_grad_mode
+    assert _C.stack_depth() == 0
+
+
+def test_levels_seen_inside_compositions():
+    seen = []
+    def f(a):
+        seen.append(_C.stack_kinds())
+        return a.sin().sum()
+    grad(grad(lambda a: grad(f)(a).sum()))(torch.tensor(1.0))
+    jacrev(lambda a: vmap(f)(a.unsqueeze(0).expand(2, 3)))(x3)
+    assert seen == [["grad", "grad", "grad"], ["grad", "vmap"]]

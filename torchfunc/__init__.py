@@ -1,0 +1,20 @@
+"""torchfunc: composable function transforms for PyTorch (vmap, grad, vjp, jacrev, hessian),
+a drop-in for torch.func 2.13 running on its own C++ engine.
+
+    from torchfunc import vmap, grad
+    per_sample_grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
+"""
+from ._engine import _C
+from .autodiff import grad, grad_and_value, vjp
+from .jacobians import hessian, jacrev
+from .vmap import vmap
+
+
+def set_fallback_warning(enabled: bool) -> None:
+    """Warn (UserWarning, mentioning "fallback" and the op) whenever vmap runs an op with no
+    batching rule through the slow per-example loop. Off by default."""
+    _C.set_fallback_warning(bool(enabled))
+
+
+__all__ = ["vmap", "grad", "grad_and_value", "vjp", "jacrev", "hessian", "set_fallback_warning"]
+__version__ = "0.1.0"

@@ -1,0 +1,78 @@
+"""Entering and leaving levels on the engine's interpreter stack.
+
+Each transform call pushes exactly one level and pops it on the way out, also when
+the user's function raises, so no level outlives the call that pushed it.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+from ._engine import _C
+
+_NO_SAVED_TENSOR_HOOKS = (
+    "torchfunc.{grad, grad_and_value, vjp, jacrev, hessian} don't yet support saved tensor "
+    "hooks (torch.autograd.graph.saved_tensors_hooks, torch.utils.checkpoint with "
+    "use_reentrant=False). Please open an issue with your use case."
+)
+
+
+@contextlib.contextmanager
+def vmap_level(batch_size: int, randomness: str) -> Iterator[int]:
+    """Push a vmap interpreter for `batch_size` examples; yields its level."""
+    level = _C.push_vmap(batch_size, randomness)
+    try:
+        yield level
+    finally:
+        _C.pop(level)
+
+
+# NOTE [no_grad outside and inside grad]
+# grad, vjp and jacrev are function transforms: their result must not depend on a
+# torch.no_grad() *around* the call, but must honour one *inside* the function. So we
+# record the grad mode outside (the engine keeps it as the level's prev_grad_mode),
+# enable grad for the function, and the engine restores prev_grad_mode when an op
+# crosses from this level to the levels below. Inference mode is left for the same
+# reason: a transformed function computes with autograd whatever the caller's mode.
+@contextlib.contextmanager
+def grad_level() -> Iterator[int]:
+    """Push a grad interpreter; yields its level. Inside, grad mode is on, inference
+    mode is off and saved-tensor hooks are refused; all modes are restored on exit."""
+    level = _C.push_grad(torch.is_grad_enabled())
+    try:
+        with outside_inference_mode(), torch.enable_grad(), \
+                torch.autograd.graph.disable_saved_tensors_hooks(_NO_SAVED_TENSOR_HOOKS):
+            yield level
+    finally:
+        _C.pop(level)
+
+
+@contextlib.contextmanager
+def outside_inference_mode() -> Iterator[None]:
+    """Leave inference mode, if it is on, keeping the grad and forward-grad modes."""
+    if not torch.is_inference_mode_enabled():
+        yield
+        return
+    grad_mode, fwd_grad_mode = torch.is_grad_enabled(), torch._C._is_fwd_grad_enabled()
+    with torch.inference_mode(False):
+        torch._C._set_grad_enabled(grad_mode)
+        torch._C._set_fwd_grad_enabled(fwd_grad_mode)
+        yield
+
+
+def refuse_torch_func_mixing(api_name: str) -> None:
+    """Raise if a torch.func (core functorch) transform is active around this call.
+
+    This only looks at core's stack; torchfunc never uses it to do its work."""
+    interpreter = torch._C._functorch.peek_interpreter_stack()
+    if interpreter is not None:
+        raise RuntimeError(
+            f"torchfunc.{api_name} was called inside a torch.func transform "
+            f"(torch.func.{interpreter.key().name.lower()} at level {interpreter.level()}). "
+            "torchfunc and torch.func transforms cannot be nested inside each other, because "
+            "each library's interpreter stack cannot see the other's wrapped tensors "
+            "(BatchedTensor, GradTensor), which would give wrong results. Use one library "
+            "for the whole composition: all torchfunc, or all torch.func."
+        )

@@ -1,0 +1,180 @@
+"""Pytree, in_dims/out_dims and argnums helpers shared by every transform.
+
+Pytrees are torch.utils._pytree's (tuple, list, dict, namedtuple, OrderedDict and
+registered nodes), so the transforms accept exactly the structures torch.func accepts.
+Error texts built here describe structures in words ("in_dims has 3 entries for 2
+positional inputs"), never as TreeSpec dumps.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import torch
+from torch.utils._pytree import (
+    TreeSpec,
+    _broadcast_to_and_flatten,
+    keystr,
+    tree_flatten,
+    tree_flatten_with_path,
+    tree_leaves,
+    tree_map,
+    tree_unflatten,
+    treespec_pprint,
+)
+
+__all__ = [
+    "TreeSpec", "tree_flatten", "tree_leaves", "tree_map", "tree_unflatten", "treespec_pprint",
+    "fn_name", "kind_of", "wraps", "named_leaves", "broadcast_prefix", "prefix_mismatch",
+    "check_argnums", "wrap_argnums", "slice_argnums",
+]
+
+
+# --- naming ------------------------------------------------------------------------------
+
+def fn_name(func: Callable) -> str:
+    """The name error messages use for a user function (like torch.func's)."""
+    if hasattr(func, "__name__"):
+        return func.__name__
+    if isinstance(func, functools.partial):
+        return f"functools.partial({fn_name(func.func)}, ...)"
+    return repr(func)  # e.g. an nn.Module instance
+
+
+def kind_of(x: Any) -> str:
+    """'a Tensor', 'an int', 'a tuple', ... for error messages."""
+    name = "Tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+    return ("an " if name[0].lower() in "aeiou" else "a ") + name
+
+
+def _count(n: int, singular: str, plural: str) -> str:
+    return f"{n} {singular if n == 1 else plural}"
+
+
+# Attributes that describe a torch.compile'd callable, not the transformed function.
+_DYNAMO_WRAPPER_ATTRS = (
+    "_torchdynamo_inline",
+    "_torchdynamo_orig_callable",
+    "_torchdynamo_wrapper_id",
+    "_isolate_recompiles_id",
+    "get_compiler_config",
+)
+
+
+def wraps(func: Callable) -> Callable[[Callable], Callable]:
+    """functools.wraps(func) without Dynamo's attributes, as torch.func does."""
+    def decorate(wrapper: Callable) -> Callable:
+        wrapper = functools.wraps(func)(wrapper)
+        for attr in _DYNAMO_WRAPPER_ATTRS:
+            wrapper.__dict__.pop(attr, None)
+        return wrapper
+    return decorate
+
+
+def named_leaves(tree: Any, name: str) -> list[tuple[str, Any]]:
+    """(path, leaf) for every leaf, paths written like `name[0]['w']`."""
+    try:
+        return [(name + keystr(path), leaf) for path, leaf in tree_flatten_with_path(tree)[0]]
+    except ValueError:  # a registered node type without key paths
+        return [(f"{name}<leaf {i}>", leaf) for i, leaf in enumerate(tree_leaves(tree))]
+
+
+# --- in_dims / out_dims against a structure -----------------------------------------------
+
+def broadcast_prefix(prefix: Any, spec: TreeSpec) -> list[Any] | None:
+    """Flatten `prefix` against the structure `spec`: each leaf of `prefix` (an int or
+    None) stands for every leaf of the matching subtree. None if `prefix` is not a
+    prefix of `spec` (then `prefix_mismatch` says where)."""
+    return _broadcast_to_and_flatten(prefix, spec)
+
+
+def _children(node: Any) -> tuple[list[tuple[str, Any]], TreeSpec]:
+    """The direct children of `node` as (key, child), and its one-level spec."""
+    def is_leaf(x: Any) -> bool:
+        return x is not node
+    try:
+        pairs, spec = tree_flatten_with_path(node, is_leaf=is_leaf)
+        return [(keystr(path), child) for path, child in pairs], spec
+    except ValueError:  # a registered node type without key paths
+        children, spec = tree_flatten(node, is_leaf=is_leaf)
+        return [(f"[{i}]", child) for i, child in enumerate(children)], spec
+
+
+def prefix_mismatch(prefix: Any, tree: Any, prefix_name: str, tree_name: str,
+                    top_noun: str) -> str:
+    """Say where `prefix` stops being a prefix of `tree`, e.g. "in_dims has 3 entries for
+    2 positional inputs" or "in_dims[1] is a list but inputs[1] is a tuple".
+    `top_noun` names one top-level element of `tree` ("positional input", "output")."""
+    return (_first_mismatch(prefix, tree, prefix_name, tree_name, top_noun, "")
+            or f"{prefix_name} does not match the structure of {tree_name}")
+
+
+def _first_mismatch(prefix: Any, tree: Any, prefix_name: str, tree_name: str,
+                    top_noun: str, path: str) -> str | None:
+    p_children, p_spec = _children(prefix)
+    if p_spec.is_leaf():
+        return None
+    where_p, where_t = prefix_name + path, tree_name + path
+    t_children, t_spec = _children(tree)
+    both_dicts = isinstance(prefix, dict) and isinstance(tree, dict)
+    if t_spec.is_leaf() or (not both_dicts and p_spec.type is not t_spec.type):
+        return f"{where_p} is {kind_of(prefix)} but {where_t} is {kind_of(tree)}"
+    if len(p_children) != len(t_children):
+        n = len(t_children)
+        target = (f"{_count(n, 'element', 'elements')} in {where_t}" if path
+                  else _count(n, top_noun, top_noun + "s"))
+        return f"{where_p} has {_count(len(p_children), 'entry', 'entries')} for {target}"
+    t_by_key = dict(t_children)
+    if set(t_by_key) != {key for key, _ in p_children}:  # only dicts can differ in keys
+        return f"{where_p} has keys {list(prefix)} but {where_t} has keys {list(tree)}"
+    for key, p_child in p_children:
+        found = _first_mismatch(p_child, t_by_key[key], prefix_name, tree_name, top_noun,
+                                path + key)
+        if found:
+            return found
+    return None
+
+
+# --- argnums --------------------------------------------------------------------------------
+
+def check_argnums(argnums: Any, context: str) -> None:
+    """At transform creation: argnums is an int or a non-empty tuple of distinct ints."""
+    ok = isinstance(argnums, int) or (
+        isinstance(argnums, tuple) and all(isinstance(a, int) for a in argnums))
+    if not ok:
+        raise TypeError(f"{context}: argnums must be an int or a tuple of ints, "
+                        f"got {argnums!r} ({kind_of(argnums)})")
+    if argnums == ():
+        raise ValueError(f"{context}: argnums must be non-empty, got ()")
+    if isinstance(argnums, tuple) and len(set(argnums)) != len(argnums):
+        raise ValueError(f"{context}: argnums elements must be unique, got {argnums!r}")
+
+
+def wrap_argnums(argnums: int | tuple[int, ...], num_args: int, context: str,
+                 func_name: str) -> int | tuple[int, ...]:
+    """At call time: argnums with negative entries made non-negative, checked against the
+    number of positional arguments the function was called with."""
+    def wrap(argnum: int) -> int:
+        if -num_args <= argnum < num_args:
+            return argnum % num_args
+        called = (f"with {_count(num_args, 'positional argument', 'positional arguments')}"
+                  if num_args else "with no positional arguments")
+        valid = (f"; valid argnums are {-num_args}..{num_args - 1}" if num_args else "")
+        raise ValueError(f"{context}: argnums={argnum} is out of range: {func_name} "
+                         f"was called {called}{valid}")
+
+    if isinstance(argnums, int):
+        return wrap(argnums)
+    wrapped = tuple(wrap(a) for a in argnums)
+    if len(set(wrapped)) != len(wrapped):
+        raise ValueError(f"{context}: argnums elements must be unique, got {argnums!r}, "
+                         f"which selects positional arguments {wrapped}")
+    return wrapped
+
+
+def slice_argnums(args: tuple, argnums: int | tuple[int, ...], as_tuple: bool = True) -> Any:
+    """The arguments `argnums` (already wrapped) selects: a tuple for a tuple of argnums,
+    the argument itself for an int unless `as_tuple`."""
+    if isinstance(argnums, int):
+        return (args[argnums],) if as_tuple else args[argnums]
+    return tuple(args[i] for i in argnums)

@@ -1,0 +1,244 @@
+"""vmap, with the signature, semantics and results of torch.func.vmap (torch 2.13).
+
+vmap(func)(*args) pushes one vmap level, turns every mapped input into a
+BatchedTensor at that level (its in_dim becomes the level's batch dim), calls func,
+and turns each output back into a plain tensor whose batch dim sits at its out_dim.
+Keyword arguments are passed through unmapped.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from ._engine import _C
+from ._levels import refuse_torch_func_mixing, vmap_level
+from ._pytree import (
+    TreeSpec,
+    broadcast_prefix,
+    fn_name,
+    kind_of,
+    named_leaves,
+    prefix_mismatch,
+    tree_flatten,
+    tree_leaves,
+    tree_unflatten,
+    wraps,
+)
+
+__all__ = ["vmap"]
+
+_RANDOMNESS = ("error", "different", "same")
+
+
+def vmap(
+    func: Callable,
+    in_dims: int | tuple = 0,
+    out_dims: int | tuple | None = 0,
+    randomness: str = "error",
+    *,
+    chunk_size: int | None = None,
+) -> Callable:
+    """Vectorizing map: ``vmap(func)`` runs ``func`` on every slice of its inputs along
+    the mapped dimension at once, as if by a loop, and stacks the results.
+
+    Args:
+        func: a function of one or more arguments (pytrees of Tensors) returning one or
+            more Tensors (a pytree).
+        in_dims: the mapped dim of each positional input: an int for all of them, or a
+            (nested) tuple matching the inputs' structure; ``None`` marks an input that
+            is not mapped. Negative dims count from the end. Default: 0.
+        out_dims: where the mapped dim goes in each output: an int, or a pytree matching
+            the outputs; ``None`` for an output that does not depend on the mapped
+            inputs (it is returned as is, and may be a non-Tensor). Default: 0.
+        randomness: ``'error'`` (random ops raise), ``'different'`` (independent draws
+            per example) or ``'same'`` (one draw shared by all examples). Default:
+            ``'error'``.
+        chunk_size: ``None`` maps over the whole batch at once; ``k`` runs ``k`` examples
+            at a time and concatenates the results, to bound memory. With
+            ``randomness='same'`` every chunk sees the same random draws.
+
+    Returns:
+        A function taking the same arguments as ``func`` whose outputs have the mapped
+        dim inserted at ``out_dims``.
+
+    Example::
+
+        >>> x, y = torch.randn(8, 3), torch.randn(8, 3)
+        >>> vmap(torch.dot)(x, y).shape
+        torch.Size([8])
+    """
+    if randomness not in _RANDOMNESS:
+        raise ValueError(
+            f"vmap({fn_name(func)}, ..., randomness={randomness!r}): randomness must be "
+            f"'error', 'different' or 'same', got {randomness!r}")
+    if not (chunk_size is None or chunk_size > 0):
+        raise ValueError(f"vmap: chunk_size should be None or greater than 0. (got {chunk_size})")
+
+    @wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        refuse_torch_func_mixing("vmap")
+        _check_out_dims(func, out_dims)
+        batch_size, flat_in_dims, flat_args, args_spec = _flatten_inputs(func, in_dims, args)
+        call = _Call(func, out_dims, randomness, args_spec, flat_in_dims, kwargs)
+        if chunk_size is None or batch_size <= chunk_size:
+            return call.run(batch_size, flat_args)
+        return call.run_chunked(batch_size, chunk_size, flat_args)
+
+    return wrapped
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+def _flatten_inputs(func: Callable, in_dims: Any, args: tuple
+                    ) -> tuple[int, list[int | None], list[Any], TreeSpec]:
+    """Check in_dims against the positional inputs; returns the batch size, one in_dim
+    (non-negative, or None) per input leaf, the input leaves and their structure."""
+    context = f"vmap({fn_name(func)}, in_dims={in_dims!r}, ...)(<inputs>)"
+    if not isinstance(in_dims, (int, tuple)):
+        raise ValueError(
+            f"{context}: expected `in_dims` to be int or a (potentially nested) tuple "
+            f"matching the structure of inputs, got: {type(in_dims)}.")
+    if not args:
+        raise ValueError(
+            f"vmap({fn_name(func)})(<inputs>): got no inputs. Maybe you forgot to add "
+            f"inputs, or you are trying to vmap over a function with no inputs. "
+            f"The latter is unsupported.")
+
+    flat_args, args_spec = tree_flatten(args)
+    flat_in_dims = broadcast_prefix(in_dims, args_spec)
+    if flat_in_dims is None:
+        raise ValueError(
+            f"{context}: in_dims is not compatible with the structure of `inputs`: "
+            f"{prefix_mismatch(in_dims, args, 'in_dims', 'inputs', 'positional input')}.")
+
+    for i, (arg, in_dim) in enumerate(zip(flat_args, flat_in_dims)):
+        if in_dim is None:
+            continue
+        if not isinstance(in_dim, int):
+            raise ValueError(
+                f"{context}: Got in_dim={in_dim!r} for an input but in_dim must be either "
+                f"an integer dimension or None.")
+        if not isinstance(arg, torch.Tensor):
+            raise ValueError(
+                f"{context}: Got in_dim={in_dim} for an input but the input is of type "
+                f"{type(arg)}. We cannot vmap over non-Tensor arguments, "
+                f"please use None as the respective in_dim")
+        if not -arg.dim() <= in_dim < arg.dim():
+            raise ValueError(
+                f"{context}: Got in_dim={in_dim} for some input, but that input is a Tensor "
+                f"of dimensionality {arg.dim()} so expected in_dim to satisfy "
+                f"-{arg.dim()} <= in_dim < {arg.dim()}.")
+        flat_in_dims[i] = in_dim % arg.dim()
+
+    return _batch_size(flat_in_dims, flat_args), flat_in_dims, flat_args, args_spec
+
+
+def _batch_size(flat_in_dims: list[int | None], flat_args: list[Any]) -> int:
+    sizes = [arg.size(d) for d, arg in zip(flat_in_dims, flat_args) if d is not None]
+    if not sizes:
+        raise ValueError("vmap: Expected at least one Tensor to vmap over")
+    if any(size != sizes[0] for size in sizes):
+        raise ValueError(
+            f"vmap: Expected all tensors to have the same size in the mapped "
+            f"dimension, got sizes {sizes} for the mapped dimension")
+    return sizes[0]
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+def _check_out_dims(func: Callable, out_dims: Any) -> None:
+    for out_dim in tree_leaves(out_dims):
+        if out_dim is not None and not isinstance(out_dim, int):
+            raise ValueError(
+                f"vmap({fn_name(func)}, ..., out_dims={out_dims!r}): `out_dims` must be "
+                f"an int, None or a python collection of ints representing where in the "
+                f"outputs the vmapped dimension should appear; got {out_dim!r} "
+                f"({kind_of(out_dim)}).")
+
+
+def _flat_out_dims(func: Callable, outputs: Any, spec: TreeSpec, out_dims: Any
+                   ) -> list[int | None]:
+    """One out_dim per output leaf (out_dims broadcast against the outputs)."""
+    prefix = out_dims
+    if isinstance(outputs, torch.Tensor) and isinstance(out_dims, tuple) and len(out_dims) == 1:
+        prefix = out_dims[0]  # torch.func accepts a 1-tuple for a single Tensor output
+    flat = broadcast_prefix(prefix, spec)
+    if flat is None:
+        raise ValueError(
+            f"vmap({fn_name(func)}, ..., out_dims={out_dims!r})(<inputs>): out_dims is not "
+            f"compatible with the structure of `outputs`: "
+            f"{prefix_mismatch(out_dims, outputs, 'out_dims', 'outputs', 'output')}.")
+    return flat
+
+
+def _unbatch(func: Callable, outputs: Any, out_dims: Any, level: int, batch_size: int) -> Any:
+    """Each output as a plain tensor with the level's batch dim at its out_dim."""
+    flat_outputs, spec = tree_flatten(outputs)
+    flat_out_dims = _flat_out_dims(func, outputs, spec, out_dims)
+    name = fn_name(func)
+    unbatched = []
+    for i, (out, out_dim) in enumerate(zip(flat_outputs, flat_out_dims)):
+        if out_dim is None:
+            if isinstance(out, torch.Tensor) and _C.batched_at(out, level):
+                raise ValueError(
+                    f"vmap({name}, ...): `{name}` can not return a "
+                    f"BatchedTensor when out_dim is None")
+            unbatched.append(out)
+            continue
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(
+                f"vmap({name}, ...): `{name}` must only return "
+                f"Tensors, got type {type(out)}. "
+                "Did you mean to set out_dims= to None for output?")
+        rank = out.dim() + 1  # the logical rank once the batch dim is inserted
+        if not -rank <= out_dim < rank:
+            where = "the output" if spec.is_leaf() else named_leaves(outputs, "outputs")[i][0]
+            raise ValueError(
+                f"vmap({name}, ..., out_dims={out_dims!r})(<inputs>): out_dim={out_dim} is "
+                f"out of range for {where} of {name}, which has {out.dim()} dims per example "
+                f"({rank} with the mapped dim), so expected {-rank} <= out_dim < {rank}.")
+        unbatched.append(_C.remove_batch_dim(out, level, batch_size, out_dim % rank))
+    return tree_unflatten(unbatched, spec)
+
+
+# --- one call -------------------------------------------------------------------------------
+
+class _Call:
+    """One call of a vmapped function: everything but the (chunk of the) input leaves."""
+
+    def __init__(self, func: Callable, out_dims: Any, randomness: str, args_spec: TreeSpec,
+                 flat_in_dims: list[int | None], kwargs: dict) -> None:
+        self.func, self.out_dims, self.randomness = func, out_dims, randomness
+        self.args_spec, self.flat_in_dims, self.kwargs = args_spec, flat_in_dims, kwargs
+
+    def run(self, batch_size: int, flat_args: list[Any]) -> Any:
+        with vmap_level(batch_size, self.randomness) as level:
+            batched = [arg if in_dim is None else _C.add_batch_dim(arg, in_dim, level)
+                       for arg, in_dim in zip(flat_args, self.flat_in_dims)]
+            outputs = self.func(*tree_unflatten(batched, self.args_spec), **self.kwargs)
+            return _unbatch(self.func, outputs, self.out_dims, level, batch_size)
+
+    def run_chunked(self, batch_size: int, chunk_size: int, flat_args: list[Any]) -> Any:
+        """Run chunk_size examples at a time (the last chunk may be smaller) and
+        concatenate the outputs along their out_dims. With randomness='same' every
+        chunk starts from the same RNG state, so all examples share the draws."""
+        split_at = list(range(chunk_size, batch_size, chunk_size))
+        n_chunks = len(split_at) + 1
+        per_arg = [[arg] * n_chunks if in_dim is None else arg.tensor_split(split_at, in_dim)
+                   for arg, in_dim in zip(flat_args, self.flat_in_dims)]
+        rng_state = torch.get_rng_state() if self.randomness == "same" else None
+        chunk_outputs = []
+        for chunk_args in zip(*per_arg):
+            if rng_state is not None:
+                torch.set_rng_state(rng_state)
+            chunk_outputs.append(self.run(_batch_size(self.flat_in_dims, chunk_args),
+                                          list(chunk_args)))
+
+        flat_per_chunk = [tree_flatten(out)[0] for out in chunk_outputs]
+        spec = tree_flatten(chunk_outputs[0])[1]
+        flat_out_dims = _flat_out_dims(self.func, chunk_outputs[0], spec, self.out_dims)
+        del chunk_outputs
+        flat = [pieces[0] if out_dim is None else torch.cat(pieces, dim=out_dim)
+                for out_dim, pieces in zip(flat_out_dims, zip(*flat_per_chunk))]
+        return tree_unflatten(flat, spec)
