@@ -9,8 +9,10 @@
 //   'different' one draw per example: size-taking ops get the batch size
 //               prepended, tensor-taking ops run on batch-materialized inputs,
 //               in-place ops fill the physical value of a batched self.
-// Composite random ops (dropout, ...) are not intercepted: they decompose into
-// primitive random ops, which are.
+// Composite random ops (dropout, ...) decompose into primitive random ops (and
+// draw nothing when they need no randomness, e.g. dropout in eval mode). Those are met again at kBatchedKey (the
+// front key is excluded inside a decomposition), where random_kernel is
+// registered for every primitive random op.
 #include "../errors.h"
 #include "../interpreter.h"
 #include "../keys.h"
@@ -18,6 +20,7 @@
 #include "axis.h"
 #include "batched_tensor.h"
 #include "plumbing.h"
+#include "../stack.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
@@ -119,18 +122,23 @@ void random_different(const Interpreter& self, const c10::OperatorHandle& op, to
 
 } // namespace
 
+void random_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto& self = top_interpreter();
+  switch (self.vmap().randomness) {
+    case Randomness::Error:
+      TORCH_CHECK(false, errors::random_in_error_mode(name_of(op)));
+    case Randomness::Same:
+      return random_same(self, op, stack);
+    case Randomness::Different:
+      return random_different(self, op, stack);
+  }
+}
+
 void vmap_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   static const auto exclude = keys_to_exclude(c10::DispatchKeySet(kBatchedKey));
   c10::impl::ExcludeDispatchKeyGuard guard(exclude);
   if (op.hasTag(at::Tag::nondeterministic_seeded) && !is_composite_implicit(op)) {
-    switch (self.vmap().randomness) {
-      case Randomness::Error:
-        TORCH_CHECK(false, errors::random_in_error_mode(name_of(op)));
-      case Randomness::Same:
-        return random_same(self, op, stack);
-      case Randomness::Different:
-        return random_different(self, op, stack);
-    }
+    return random_kernel(op, stack);
   }
   op.callBoxed(stack);
 }

@@ -125,8 +125,8 @@ size_t register_rules(torch::Library& lib) {
     TORCH_CHECK(covered.insert(e.op).second, "torchfunc: two batching rules for aten::", e.op);
     lib.impl(e.op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<RuleKernel>(e.rule, e.kind)));
   }
-  // Generic family: every remaining aten op tagged pointwise that does not
-  // decompose (composite ops reach the pointwise ops they are made of).
+  // Generic families for the remaining aten ops that do not decompose (composite
+  // ops reach the ops they are made of): random ops, and ops tagged pointwise.
   size_t generic = 0;
   for (const auto& name : c10::Dispatcher::singleton().getAllOpNames()) {
     if (!is_aten_op_name(name)) {
@@ -138,7 +138,15 @@ size_t register_rules(torch::Library& lib) {
       continue;
     }
     auto op = c10::Dispatcher::singleton().findOp(name);
-    if (!op || !op->hasTag(at::Tag::pointwise) || is_composite_implicit(*op)) {
+    if (!op || is_composite_implicit(*op)) {
+      continue;
+    }
+    if (op->hasTag(at::Tag::nondeterministic_seeded)) {
+      lib.impl(key.c_str(), torch::CppFunction::makeFromBoxedFunction<&random_kernel>());
+      ++generic;
+      continue;
+    }
+    if (!op->hasTag(at::Tag::pointwise)) {
       continue;
     }
     lib.impl(key.c_str(), torch::CppFunction::makeFromBoxedFunctor(
