@@ -36,8 +36,9 @@ void check_no_mutation_of_captured(const c10::OperatorHandle& op, const torch::j
     }
     const auto& t = stack[begin + i].toTensor();
     auto* g = maybe_grad_tensor(t);
-    TORCH_CHECK(g == nullptr || g->level() != level || !g->is_immutable(),
-                errors::mutation_of_captured(schema.operator_name().name));
+    TORCH_CHECK(g != nullptr && g->level() == level && !g->is_immutable(),
+                errors::mutation_of_captured(schema.operator_name().name +
+                                             (schema.overload_name().empty() ? "" : "." + schema.overload_name())));
   }
 }
 

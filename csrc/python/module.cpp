@@ -11,7 +11,10 @@
 #include "../vmap/plumbing.h"
 #include "../vmap/axis.h"
 
+#include <ATen/ThreadLocalState.h>
 #include <c10/core/GradMode.h>
+
+#include <thread>
 
 #include <sstream>
 
@@ -123,6 +126,29 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_fallback_warning", &set_fallback_warning);
   m.def("set_fallback_enabled", &set_fallback_enabled);
   m.def("fallback_count", &fallback_count);
+  m.def("unknown_rule_ops", [] { return unknown_rule_ops(); });
+  // Test hook: calls fn on a new thread that inherits this thread's at::ThreadLocalState,
+  // as autograd's device threads and at::launch do.
+  m.def("_call_on_new_thread", [](pybind11::function fn) {
+    at::ThreadLocalState state;
+    pybind11::object result;
+    std::exception_ptr error;
+    {
+      pybind11::gil_scoped_release release;
+      std::thread worker([&] {
+        at::ThreadLocalStateGuard guard(state);
+        pybind11::gil_scoped_acquire acquire;
+        try {
+          result = fn();
+        } catch (...) {
+          error = std::current_exception();
+        }
+      });
+      worker.join();
+    }
+    if (error) std::rethrow_exception(error);
+    return result;
+  });
   m.def("built_with_torch", [] { return std::string(TORCHFUNC_BUILT_WITH_TORCH); });
   m.def("key_map", [] {
     std::vector<std::pair<std::string, std::string>> out;

@@ -109,6 +109,11 @@ bool is_aten_op_name(const c10::OperatorName& name) {
 
 } // namespace
 
+std::vector<std::string>& unknown_rule_ops() {
+  static std::vector<std::string> unknown;
+  return unknown;
+}
+
 size_t register_rules(torch::Library& lib) {
   std::vector<RuleEntry> table;
   add_pointwise_rules(table);
@@ -123,6 +128,14 @@ size_t register_rules(torch::Library& lib) {
   std::unordered_set<std::string> covered;
   for (const auto& e : table) {
     TORCH_CHECK(covered.insert(e.op).second, "torchfunc: two batching rules for aten::", e.op);
+    const std::string op_name(e.op);
+    const auto dot = op_name.find('.');
+    const auto name = "aten::" + op_name.substr(0, dot);
+    const auto overload = dot == std::string::npos ? std::string() : op_name.substr(dot + 1);
+    if (!c10::Dispatcher::singleton().findSchema({name, overload})) {
+      unknown_rule_ops().push_back(op_name); // a typo, or an op this torch lacks (tested)
+      continue;
+    }
     lib.impl(e.op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<RuleKernel>(e.rule, e.kind)));
   }
   // Generic families for the remaining aten ops that do not decompose (composite

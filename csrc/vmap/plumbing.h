@@ -16,5 +16,7 @@ void random_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack);
 // Registers every rule table entry and the generic pointwise family on lib
 // (an IMPL library for aten at kBatchedKey); returns how many kernels.
 size_t register_rules(torch::Library& lib);
+// Table entries naming no op of this torch (skipped; test_engine.py expects none).
+std::vector<std::string>& unknown_rule_ops();
 
 } // namespace torchfunc

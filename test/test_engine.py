@@ -1,0 +1,141 @@
+"""The engine itself: registrations, borrowed keys, threads, randomness, the fallback,
+and refusing to mix with torch.func."""
+import threading
+import warnings
+
+import expecttest
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torchfunc
+from torchfunc import _C, grad, vmap
+from torchfunc._engine import BORROWED_KEYS
+
+
+@pytest.fixture(autouse=True)
+def no_level_leaks():
+    torch.manual_seed(0)
+    yield
+    assert _C.stack_depth() == 0
+
+
+def test_key_map_matches_the_import_check():
+    assert _C.key_map() == list(BORROWED_KEYS)
+
+
+def test_every_rule_table_entry_names_an_op_of_this_torch():
+    assert _C.unknown_rule_ops() == []
+
+
+def test_rules_are_registered_on_the_batched_key():
+    regs = set(torch._C._dispatch_get_registrations_for_dispatch_key("TESTING_ONLY_GenericWrapper"))
+    for op in ["aten::mm", "aten::sum.dim_IntList", "aten::convolution_backward", "aten::sin",
+               "aten::add.Tensor", "aten::bernoulli_.float"]:
+        assert op in regs, op
+
+
+def test_worker_thread_rebuilds_the_stack_from_the_snapshot():
+    x = torch.randn(3, 4)
+    out = vmap(lambda t: _C._call_on_new_thread(lambda: t.sin() * 2))(x)
+    torch.testing.assert_close(out, x.sin() * 2)
+    out = vmap(grad(lambda t: _C._call_on_new_thread(lambda: (t ** 3).sum())))(x)
+    torch.testing.assert_close(out, 3 * x ** 2)
+
+
+def test_thread_without_propagated_state_fails_loudly():
+    x = torch.randn(3, 4)
+    errors = []
+
+    def use(t):
+        def work():
+            try:
+                t.sin()
+            except RuntimeError as e:
+                errors.append(str(e))
+        th = threading.Thread(target=work)
+        th.start()
+        th.join()
+        return t
+
+    vmap(use)(x)
+    assert len(errors) == 1 and "outside of the vmap that created it" in errors[0]
+
+
+class TestMessages(expecttest.TestCase):
+    def test_random_in_error_mode(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t: t + torch.randn(4))(torch.randn(3, 4))
+        self.assertExpectedInline(str(ctx.exception), """vmap: called random operation aten::randn while in randomness='error' mode. Pass randomness='different' to vmap for independent draws per batch element, or randomness='same' for one draw shared by all elements.""")
+
+    def test_dropout_in_error_mode(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t: F.dropout(t, 0.5, training=True))(torch.randn(3, 4))
+        self.assertExpectedInline(str(ctx.exception), """vmap: called random operation aten::bernoulli_.float while in randomness='error' mode. Pass randomness='different' to vmap for independent draws per batch element, or randomness='same' for one draw shared by all elements.""")
+
+    def test_inplace_into_unbatched(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t: torch.zeros(4).add_(t))(torch.randn(3, 4))
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::add_.Tensor writes in place into a tensor that is not batched, using a value that is batched: the result would need a batch dimension the tensor does not have. Use the out-of-place version of the op, or create the tensor from a batched one (e.g. `torch.zeros_like(x)` or `x.new_zeros(shape)` instead of `torch.zeros(shape)`).""")
+
+    def test_item_under_vmap(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t: t.sum().item())(torch.randn(3, 4))
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::item needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")
+
+    def test_torch_func_inside_torchfunc(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t: torch.func.vmap(torch.sin)(t))(torch.randn(3, 4, 5))
+        self.assertExpectedInline(str(ctx.exception), """torchfunc: aten::sin ran under both a torchfunc transform and a torch.func transform. The two libraries keep separate interpreter stacks and cannot see each other's wrapped tensors, so nesting them gives wrong results. Use torchfunc (or torch.func) for the whole composition.""")
+
+    def test_fallback_disabled(self):
+        _C.set_fallback_enabled(False)
+        try:
+            with self.assertRaises(RuntimeError) as ctx:
+                vmap(lambda t: torch.histc(t, bins=4))(torch.randn(3, 4))
+        finally:
+            _C.set_fallback_enabled(True)
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::histc has no batching rule and the per-example fallback is disabled (torchfunc._C.set_fallback_enabled(False)).""")
+
+    def test_captured_tensor_mutated_under_grad(self):
+        captured = torch.zeros(3)
+        with self.assertRaises(RuntimeError) as ctx:
+            grad(lambda t: captured.add_(t).sum())(torch.randn(3))
+        self.assertExpectedInline(str(ctx.exception), """grad: aten::add_.Tensor writes in place into a tensor that the transformed function captured from outside (it is not an input of the function). Pass the tensor as an input, or clone it inside the function before writing to it.""")
+
+
+def test_fallback_is_correct_counted_and_warns_only_when_asked():
+    x = torch.randn(3, 10)
+    expected = torch.stack([torch.histc(r, bins=4) for r in x])
+    before = _C.fallback_count()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = vmap(lambda t: torch.histc(t, bins=4))(x)
+    torch.testing.assert_close(out, expected)
+    assert _C.fallback_count() == before + 1
+    torchfunc.set_fallback_warning(True)
+    try:
+        with pytest.warns(UserWarning, match="fallback.*aten::histc"):
+            vmap(lambda t: torch.histc(t, bins=4))(x)
+    finally:
+        torchfunc.set_fallback_warning(False)
+
+
+def test_randomness_same_and_different():
+    x = torch.randn(4, 5)
+    same = vmap(lambda t: F.dropout(t, 0.5, training=True), randomness="same")(x) == 0
+    assert (same == same[0]).all()
+    different = vmap(lambda t: torch.rand(50), randomness="different")(x)
+    assert not torch.equal(different[0], different[1])
+    shared = vmap(lambda t: torch.rand(50), randomness="same")(x)
+    assert torch.equal(shared[0], shared[1])
+    # dropout in eval mode draws nothing, so 'error' mode is fine
+    torch.testing.assert_close(vmap(lambda t: F.dropout(t, 0.5, training=False))(x), x)
+
+
+def test_grad_tensor_dies_with_its_level():
+    x = torch.randn(3)
+    leaked = []
+    grad(lambda t: leaked.append(t * 2) or (t * 2).sum())(x)
+    assert _C.describe(leaked[0]).startswith("GradTensor(level=1, dead")
+    torch.testing.assert_close(leaked[0] + 1, x * 2 + 1)  # dead GradTensors stand for their values
