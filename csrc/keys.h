@@ -18,6 +18,7 @@
 // interpreter processes an op, the range is excluded except for the keys that
 // interpreter owns (and kBackKey itself), so that the op falls to kBackKey once
 // the interpreter's own kernels have run. See docs/design.md.
+#include <ATen/core/Tensor.h>
 #include <c10/core/DispatchKey.h>
 #include <c10/core/DispatchKeySet.h>
 
@@ -46,6 +47,16 @@ inline c10::DispatchKeySet autocast_keys() {
 
 inline c10::DispatchKeySet front_and_back() {
   return c10::DispatchKeySet({kFrontKey, kBackKey});
+}
+
+// The keys a BatchedTensor or GradTensor carries besides its own: the value's
+// backend (so is_cpu(), device queries answer like the value's) and its view flags.
+// TensorImpl adds the autograd keys of that backend.
+inline c10::DispatchKeySet wrapper_base_keys(const at::Tensor& value) {
+  constexpr auto flags = c10::DispatchKeySet(
+      {c10::DispatchKey::Conjugate, c10::DispatchKey::Negative, c10::DispatchKey::ZeroTensor});
+  return c10::DispatchKeySet(c10::computeDispatchKey(std::nullopt, std::nullopt, value.device())) |
+      (value.key_set() & flags);
 }
 
 // (role, key) pairs, for the import check and `python -m torchfunc`.

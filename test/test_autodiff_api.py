@@ -1,40 +1,18 @@
 """torchfunc.grad/grad_and_value/vjp/jacrev/hessian against torch.func: results,
 structures, compositions, no_grad interactions, error messages and level hygiene."""
-import collections
 import inspect
 
 import expecttest
 import pytest
 import torch
 import torch.func
-from torch.utils._pytree import tree_flatten
 
 from torchfunc._engine import _C
 from torchfunc.autodiff import grad, grad_and_value, vjp
 from torchfunc.jacobians import hessian, jacrev
 from torchfunc.vmap import vmap
 
-Point = collections.namedtuple("Point", ["x", "y"])
-
-
-def assert_same(actual, expected):
-    """Same pytree structure, same leaves (Tensors: same shape, dtype and values)."""
-    flat_actual, spec_actual = tree_flatten(actual)
-    flat_expected, spec_expected = tree_flatten(expected)
-    assert spec_actual == spec_expected
-    for a, e in zip(flat_actual, flat_expected):
-        if isinstance(e, torch.Tensor):
-            torch.testing.assert_close(a, e)
-        else:
-            assert a == e
-
-
-@pytest.fixture(autouse=True)
-def no_level_leaks():
-    torch.manual_seed(0)
-    yield
-    assert _C.stack_depth() == 0
-    assert torch.is_grad_enabled()
+from helpers import Point, assert_same
 
 
 def A(*shape):

@@ -13,11 +13,6 @@ from torchfunc import _C, grad, vmap
 from torchfunc._engine import BORROWED_KEYS
 
 
-@pytest.fixture(autouse=True)
-def no_level_leaks():
-    torch.manual_seed(0)
-    yield
-    assert _C.stack_depth() == 0
 
 
 def test_key_map_matches_the_import_check():

@@ -1,6 +1,5 @@
 """torchfunc.vmap against torch.func.vmap: results, structures, chunking, randomness,
 error messages and level hygiene."""
-import collections
 import functools
 import inspect
 
@@ -8,32 +7,12 @@ import expecttest
 import pytest
 import torch
 import torch.func
-from torch.utils._pytree import tree_flatten
 
 from torchfunc._engine import _C
 from torchfunc.autodiff import grad
 from torchfunc.vmap import vmap
 
-Point = collections.namedtuple("Point", ["x", "y"])
-
-
-def assert_same(actual, expected):
-    """Same pytree structure, same leaves (Tensors: same shape, dtype and values)."""
-    flat_actual, spec_actual = tree_flatten(actual)
-    flat_expected, spec_expected = tree_flatten(expected)
-    assert spec_actual == spec_expected
-    for a, e in zip(flat_actual, flat_expected):
-        if isinstance(e, torch.Tensor):
-            torch.testing.assert_close(a, e)
-        else:
-            assert a == e
-
-
-@pytest.fixture(autouse=True)
-def no_level_leaks():
-    torch.manual_seed(0)
-    yield
-    assert _C.stack_depth() == 0
+from helpers import Point, assert_same
 
 
 # --- results match torch.func.vmap -----------------------------------------------------------

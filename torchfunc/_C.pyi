@@ -31,7 +31,6 @@ def wrap_for_grad(tensor: Tensor, level: int) -> Tensor: ...
 def unwrap_for_grad(tensor: Tensor, level: int) -> Tensor:
     """The value of a GradTensor at `level`; any other tensor is returned as is."""
 def is_grad_tensor(tensor: Tensor) -> bool: ...
-def set_inplace_requires_grad_allowed(allowed: bool) -> None: ...
 
 # --- introspection ---------------------------------------------------------------------
 def tensor_level(tensor: Tensor) -> Optional[int]:
@@ -50,5 +49,8 @@ def fallback_count() -> int:
 
 # --- build facts ------------------------------------------------------------------------
 def built_with_torch() -> str: ...
+def unknown_rule_ops() -> list[str]:
+    """Rule table entries naming no op of this torch (expected empty)."""
+def _call_on_new_thread(fn): ...  # test hook: runs fn on a thread with this thread's ThreadLocalState
 def key_map() -> list[Tuple[str, str]]:
     """(role, dispatch key name) for each key torchfunc uses."""

@@ -194,14 +194,10 @@ def _unwrap(tree: Any, level: int) -> Any:
 
 
 def _require_grad(tree: Any) -> None:
-    """requires_grad_() on every (lifted) Tensor of `tree`; the engine refuses it inside a
-    transform unless allowed, to catch users calling it in their function."""
-    _C.set_inplace_requires_grad_allowed(True)
-    try:
-        for leaf in tree_leaves(tree):
-            leaf.requires_grad_()
-    finally:
-        _C.set_inplace_requires_grad_allowed(False)
+    """requires_grad_() on every (lifted) Tensor of `tree`. (A user's own requires_grad_()
+    inside a transform is not refused yet: Tensor.requires_grad_ bypasses the dispatcher.)"""
+    for leaf in tree_leaves(tree):
+        leaf.requires_grad_()
 
 
 def _check_differentiable(context: str, args: tuple, argnums: int | tuple[int, ...] | None,

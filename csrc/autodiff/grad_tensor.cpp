@@ -4,20 +4,9 @@
 #include "../stack.h"
 
 namespace torchfunc {
-namespace {
-
-c10::DispatchKeySet wrapper_keys(const at::Tensor& value) {
-  constexpr auto flags = c10::DispatchKeySet(
-      {c10::DispatchKey::Conjugate, c10::DispatchKey::Negative, c10::DispatchKey::ZeroTensor});
-  return c10::DispatchKeySet(c10::computeDispatchKey(std::nullopt, std::nullopt, value.device())) |
-      (value.key_set() & flags) | c10::DispatchKeySet(kGradKey);
-}
-
-} // namespace
-
 GradTensorImpl::GradTensorImpl(at::Tensor value, int64_t level, std::shared_ptr<bool> alive,
                                bool is_immutable)
-    : c10::TensorImpl(wrapper_keys(value), value.dtype(), value.device()),
+    : c10::TensorImpl(wrapper_base_keys(value).add(kGradKey), value.dtype(), value.device()),
       value_(std::move(value)),
       level_(level),
       alive_(std::move(alive)),

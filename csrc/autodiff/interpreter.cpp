@@ -48,6 +48,17 @@ void grad_process(const Interpreter& self, const c10::OperatorHandle& op, torch:
   static const auto exclude = keys_to_exclude(c10::autograd_dispatch_keyset_with_ADInplaceOrView);
   const auto level = self.level();
   const auto n = op.schema().arguments().size();
+  // torch.tensor(...) inside the function: lift_fresh's input is a new tensor, not
+  // a capture. It is not lifted, so its output becomes a mutable GradTensor.
+  // torch.tensor(...) also calls detach_ on the new tensor before lifting it; detach_
+  // writes no values, so it is no mutation of a capture either.
+  static const auto lift_fresh = c10::Dispatcher::singleton().findSchemaOrThrow("aten::lift_fresh", "");
+  static const auto detach_ = c10::Dispatcher::singleton().findSchemaOrThrow("aten::detach_", "");
+  if (op == lift_fresh || op == detach_) {
+    c10::impl::ExcludeDispatchKeyGuard guard(exclude);
+    op.callBoxed(stack);
+    return;
+  }
   check_no_mutation_of_captured(op, *stack, level);
   if (any_tensor(*stack, n, [level](const at::Tensor& t) { return t.defined() && !is_lifted_at(t, level); })) {
     map_tensors(*stack, n, [level](const at::Tensor& t) {

@@ -88,8 +88,6 @@ at::Tensor remove_batch_dim(const at::Tensor& t, int64_t level, int64_t batch_si
   return value.movedim(*bdim, c10::maybe_wrap_dim(out_dim, value.dim()));
 }
 
-bool inplace_requires_grad_allowed = false;
-
 } // namespace
 } // namespace torchfunc
 
@@ -119,7 +117,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("wrap_for_grad", [](const at::Tensor& t, int64_t level) { return wrap_for_grad(t, level); });
   m.def("unwrap_for_grad", &unwrap_for_grad);
   m.def("is_grad_tensor", [](const at::Tensor& t) { return maybe_grad_tensor(t) != nullptr; });
-  m.def("set_inplace_requires_grad_allowed", [](bool allowed) { inplace_requires_grad_allowed = allowed; });
   m.def("tensor_level", &tensor_level);
   m.def("unwrap_one", &unwrap_one);
   m.def("describe", &describe);

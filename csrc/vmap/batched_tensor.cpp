@@ -8,22 +8,10 @@
 #include <c10/util/irange.h>
 
 namespace torchfunc {
-namespace {
-
-// Backend and view-flag keys a wrapper must carry so that device/dtype queries
-// (is_cpu(), is_conj(), ...) answer like the value's.
-c10::DispatchKeySet propagated_keys(const at::Tensor& value) {
-  constexpr auto flags = c10::DispatchKeySet(
-      {c10::DispatchKey::Conjugate, c10::DispatchKey::Negative, c10::DispatchKey::ZeroTensor});
-  return c10::DispatchKeySet(c10::computeDispatchKey(std::nullopt, std::nullopt, value.device())) |
-      (value.key_set() & flags);
-}
-
-} // namespace
 
 BatchedTensorImpl::BatchedTensorImpl(at::Tensor value, int64_t bdim, int64_t level,
                                      std::shared_ptr<bool> alive)
-    : c10::TensorImpl(propagated_keys(value).add(kBatchedKey), value.dtype(), value.device()),
+    : c10::TensorImpl(wrapper_base_keys(value).add(kBatchedKey), value.dtype(), value.device()),
       value_(std::move(value)),
       bdim_(bdim),
       level_(level),

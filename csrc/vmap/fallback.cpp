@@ -47,6 +47,9 @@ Outs loop_rule(Call& call) {
   for (const auto& ret : schema.returns()) {
     TORCH_CHECK(ret.type()->kind() == c10::TypeKind::TensorType,
                 errors::no_fallback_possible(name, "it returns something other than tensors"));
+    // A stacked copy would silently break writes through the view.
+    TORCH_CHECK(ret.alias_info() == nullptr || is_inplace(schema),
+                errors::no_fallback_possible(name, "it returns a view of its input"));
   }
   TORCH_CHECK(fallback_enabled.load(), errors::fallback_disabled(name));
   TORCH_CHECK(call.batch_size > 0, errors::no_fallback_possible(name, "the batch has size 0"));
@@ -78,28 +81,30 @@ Outs loop_rule(Call& call) {
   }
   Outs outs;
   for (auto& per_example : results) {
-    outs.push_back({at::stack(per_example), 0});
+    // Outputs an op leaves undefined (masked-out gradients) stay undefined.
+    const bool defined = per_example.front().defined();
+    outs.push_back({defined ? at::stack(per_example) : at::Tensor(), 0});
   }
   return outs;
 }
 
 namespace {
 
+// Composite ops run their composite kernel on the logical tensors; the others loop.
+Outs decompose_rule(Call& call) {
+  torch::jit::Stack stack = std::move(call.args);
+  call.op.callBoxedForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd, stack);
+  Outs outs;
+  for (auto& v : stack) outs.push_back({std::move(v), std::nullopt});
+  return outs;
+}
+
 void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
-  const auto& interp = top_interpreter();
-  const auto level = interp.level();
-  const auto n = op.schema().arguments().size();
-  if (!any_batched_at(*stack, n, level)) {
-    continue_below(op, stack);
-    return;
-  }
   if (is_composite_implicit(op)) {
-    op.callBoxedForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd, *stack);
-    return;
+    run_rule(op, stack, &decompose_rule, RuleKind::Logical);
+  } else {
+    run_rule(op, stack, &loop_rule, RuleKind::Logical);
   }
-  Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
-  torch::jit::drop(*stack, n);
-  push_outputs(stack, loop_rule(call), level);
 }
 
 } // namespace

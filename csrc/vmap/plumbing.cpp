@@ -27,7 +27,7 @@ std::pair<at::Tensor, std::optional<int64_t>> Call::tensor(size_t i) const {
 }
 
 std::optional<std::pair<at::Tensor, std::optional<int64_t>>> Call::optional_tensor(size_t i) const {
-  if (args[i].isNone()) {
+  if (args[i].isNone() || !args[i].toTensor().defined()) {
     return std::nullopt;
   }
   return unwrap_at(args[i].toTensor(), level);
@@ -72,6 +72,26 @@ void push_outputs(torch::jit::Stack* stack, const Outs& outs, int64_t level) {
   }
 }
 
+void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule, RuleKind kind) {
+  const auto& interp = top_interpreter();
+  const auto level = interp.level();
+  const auto n = op.schema().arguments().size();
+  if (!any_batched_at(*stack, n, level)) {
+    continue_below(op, stack);
+    return;
+  }
+  Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
+  torch::jit::drop(*stack, n);
+  Outs outs;
+  if (kind == RuleKind::Physical) {
+    c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
+    outs = rule(call);
+  } else {
+    outs = rule(call);
+  }
+  push_outputs(stack, outs, level);
+}
+
 namespace {
 
 class RuleKernel final : public c10::OperatorKernel {
@@ -79,23 +99,7 @@ class RuleKernel final : public c10::OperatorKernel {
   RuleKernel(Rule rule, RuleKind kind) : rule_(rule), kind_(kind) {}
 
   void operator()(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
-    const auto& interp = top_interpreter();
-    const auto level = interp.level();
-    const auto n = op.schema().arguments().size();
-    if (!any_batched_at(*stack, n, level)) {
-      continue_below(op, stack);
-      return;
-    }
-    Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
-    torch::jit::drop(*stack, n);
-    Outs outs;
-    if (kind_ == RuleKind::Physical) {
-      c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
-      outs = rule_(call);
-    } else {
-      outs = rule_(call);
-    }
-    push_outputs(stack, outs, level);
+    run_rule(op, stack, rule_, kind_);
   }
 
  private:

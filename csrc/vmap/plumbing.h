@@ -10,6 +10,8 @@ bool any_batched_at(const torch::jit::Stack& stack, size_t n, int64_t level);
 // Runs the op with kBatchedKey excluded: it reaches the level below.
 void continue_below(const c10::OperatorHandle& op, torch::jit::Stack* stack);
 void push_outputs(torch::jit::Stack* stack, const Outs& outs, int64_t level);
+// The kernel body of every rule (see NOTE [vmap plumbing]).
+void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule, RuleKind kind);
 // Random ops under vmap (vmap/interpreter.cpp): the randomness mode of the
 // current level decides.
 void random_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack);

@@ -170,6 +170,52 @@ Outs native_layer_norm_rule(Call& call) {
   return {{out, 0}, {r[1], 0}, {r[2], 0}};
 }
 
+// Batch norm in training mode updates running stats in place. Stats that are not
+// batched cannot hold one update per example: refuse instead of updating them
+// once per example in sequence (their schema carries no write annotation, so the
+// fallback cannot see the write).
+Outs batch_norm_rule(Call& call) {
+  const auto& sargs = call.schema().arguments();
+  bool training = true; // _batch_norm_with_update has no flag: it always trains
+  bool shared_stats = false;
+  for (size_t i = 0; i < sargs.size(); ++i) {
+    if (sargs[i].name() == "training") training = call.args[i].toBool();
+    if ((sargs[i].name() == "running_mean" || sargs[i].name() == "running_var") && call.args[i].isTensor()) {
+      shared_stats |= !call.tensor(i).second.has_value();
+    }
+  }
+  TORCH_CHECK(!(training && shared_stats),
+              "vmap: batch norm in training mode would update its running_mean/running_var once per "
+              "example, but they are not batched. Use torch.func.replace_all_batch_norm_modules_(model) "
+              "(or track_running_stats=False), put the model in eval mode, or pass batched running stats.");
+  return loop_rule(call);
+}
+
+// Gradient of max/min/sort/topk along a dim: scatter the gradient into zeros.
+Outs value_selecting_reduction_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [grad, grad_bdim] = call.tensor(0);
+  auto [indices, indices_bdim] = call.tensor(2);
+  auto sizes = call.args[3].toDimVector();
+  const auto r = std::max<int64_t>(static_cast<int64_t>(sizes.size()), 1);
+  const auto d = axis::physical_dim(call.args[1].toInt(), r);
+  auto g = axis::materialize(grad, grad_bdim, B);
+  auto idx = axis::materialize(indices, indices_bdim, B);
+  const bool zero_dim = sizes.empty();
+  if (!call.args[4].toBool() && !zero_dim) {
+    g = g.unsqueeze(d);
+    idx = idx.unsqueeze(d);
+  }
+  if (zero_dim) {
+    g = g.reshape({B, 1});
+    idx = idx.reshape({B, 1});
+  }
+  sizes.insert(sizes.begin(), B);
+  if (zero_dim) sizes.push_back(1);
+  auto out = at::zeros(sizes, g.options()).scatter(d, idx, g);
+  return {{zero_dim ? out.squeeze(1) : out, 0}};
+}
+
 } // namespace
 
 void add_nn_rules(std::vector<RuleEntry>& t) {
@@ -178,6 +224,11 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
   t.push_back({"embedding", &embedding_rule});
   t.push_back({"embedding_dense_backward", &embedding_dense_backward_rule});
   t.push_back({"native_layer_norm", &native_layer_norm_rule});
+  t.push_back({"value_selecting_reduction_backward", &value_selecting_reduction_backward_rule});
+  for (const char* op : {"native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update",
+                         "_native_batch_norm_legit_functional"}) {
+    t.push_back({op, &batch_norm_rule});
+  }
   for (const char* op : {"max_pool2d_with_indices", "max_pool2d_with_indices_backward", "max_pool3d_with_indices",
                          "max_pool3d_with_indices_backward", "avg_pool2d", "avg_pool2d_backward", "avg_pool3d",
                          "avg_pool3d_backward", "_adaptive_avg_pool2d", "_adaptive_avg_pool2d_backward",
@@ -185,7 +236,7 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
                          "adaptive_max_pool2d_backward", "adaptive_max_pool3d", "adaptive_max_pool3d_backward",
                          "max_pool1d_with_indices", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
                          "replication_pad1d", "replication_pad2d", "replication_pad3d", "upsample_nearest1d",
-                         "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d",
+                         "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d", "max_pool1d",
                          "upsample_linear1d", "upsample_bicubic2d", "upsample_trilinear3d", "max_pool2d",
                          "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "_upsample_nearest_exact3d"}) {
     t.push_back({op, &fold_into_n_rule});

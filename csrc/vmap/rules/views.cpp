@@ -25,9 +25,10 @@ int64_t rank(const Call& call) { return call.args[0].toTensor().dim(); }
 // Shifts dim arguments (wrapped against the logical rank, at least 1).
 Outs view_dim_rule(Call& call) {
   const auto& sargs = call.schema().arguments();
+  const bool zero_dim = rank(call) == 0; // see NOTE [0-dim examples] in dims.cpp
   const int64_t r = std::max<int64_t>(rank(call), 1);
   torch::jit::Stack physical = call.args;
-  physical[0] = front(call);
+  physical[0] = zero_dim ? front(call).unsqueeze(1) : front(call);
   for (size_t i = 1; i < physical.size(); ++i) {
     auto& a = physical[i];
     if (!is_dim_name(sargs[i].name())) continue;
@@ -41,7 +42,10 @@ Outs view_dim_rule(Call& call) {
   }
   auto results = call.call_below(std::move(physical));
   Outs outs;
-  for (auto& res : results) outs.push_back({std::move(res), 0});
+  for (auto& res : results) {
+    if (zero_dim && res.isTensor() && res.toTensor().dim() == 2) res = res.toTensor().squeeze(1);
+    outs.push_back({std::move(res), 0});
+  }
   return outs;
 }
 
@@ -123,6 +127,42 @@ Outs t_inplace(Call& call) {
   return replace_value(call, rank(call) == 2 ? x.transpose(1, 2) : x);
 }
 
+// Backward of select/slice: zeros of the input's shape with the gradient written
+// into the selected part.
+Outs select_backward_rule(Call& call) {
+  auto sizes = call.args[1].toDimVector();
+  const auto r = static_cast<int64_t>(sizes.size());
+  sizes.insert(sizes.begin(), call.batch_size);
+  auto [grad, grad_bdim] = call.tensor(0);
+  auto g = axis::materialize(grad, grad_bdim, call.batch_size);
+  auto out = at::zeros(sizes, g.options());
+  out.select(axis::physical_dim(call.args[2].toInt(), r), call.args[3].toInt()).copy_(g);
+  return {{out, 0}};
+}
+
+Outs slice_backward_rule(Call& call) {
+  auto sizes = call.args[1].toDimVector();
+  const auto r = static_cast<int64_t>(sizes.size());
+  sizes.insert(sizes.begin(), call.batch_size);
+  auto [grad, grad_bdim] = call.tensor(0);
+  auto g = axis::materialize(grad, grad_bdim, call.batch_size);
+  auto out = at::zeros(sizes, g.options());
+  out.slice(axis::physical_dim(call.args[2].toInt(), r), call.args[3].toInt(), call.args[4].toInt(),
+            call.args[5].toInt()).copy_(g);
+  return {{out, 0}};
+}
+
+// Views with explicit strides: the batch dim keeps the value's own stride.
+Outs as_strided_rule(Call& call) {
+  auto x = front(call);
+  auto sizes = call.args[1].toDimVector();
+  auto strides = call.args[2].toDimVector();
+  sizes.insert(sizes.begin(), call.batch_size);
+  strides.insert(strides.begin(), x.stride(0));
+  const auto offset = call.args.size() > 3 && !call.args[3].isNone() ? call.args[3].toInt() : x.storage_offset();
+  return {{x.as_strided(sizes, strides, offset), 0}};
+}
+
 } // namespace
 
 void add_view_rules(std::vector<RuleEntry>& t) {
@@ -153,6 +193,10 @@ void add_view_rules(std::vector<RuleEntry>& t) {
   t.push_back({"squeeze_.dim", &squeeze_dim_inplace});
   t.push_back({"transpose_", &transpose_inplace});
   t.push_back({"t_", &t_inplace});
+  t.push_back({"select_backward", &select_backward_rule});
+  t.push_back({"slice_backward", &slice_backward_rule});
+  t.push_back({"as_strided", &as_strided_rule});
+  t.push_back({"_reshape_alias", &as_strided_rule});
 }
 
 } // namespace torchfunc

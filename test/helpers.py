@@ -1,0 +1,19 @@
+"""Small helpers shared by the API test files."""
+import collections
+
+import torch
+from torch.utils._pytree import tree_flatten
+
+Point = collections.namedtuple("Point", ["x", "y"])
+
+
+def assert_same(actual, expected):
+    """Same pytree structure, same leaves (Tensors: same shape, dtype and values)."""
+    flat_actual, spec_actual = tree_flatten(actual)
+    flat_expected, spec_expected = tree_flatten(expected)
+    assert spec_actual == spec_expected
+    for a, e in zip(flat_actual, flat_expected):
+        if isinstance(e, torch.Tensor):
+            torch.testing.assert_close(a, e)
+        else:
+            assert a == e
