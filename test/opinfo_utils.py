@@ -1,0 +1,515 @@
+"""Shared machinery for the OpInfo-driven transform tests.
+
+Everything here is independent of pytest, so that tools/opinfo_report.py can
+use it too. The pieces, in the order a test uses them:
+
+* the transforms under test (``vmap``, ``vjp``, ``jacrev``) and the fallback
+  switches, taken from torchfunc -- or from torch.func when the environment
+  variable ``TORCHFUNC_TEST_AGAINST_TORCH_FUNC=1`` is set, which runs the
+  harness against the reference implementation to check the harness itself;
+* op selection: the whole ``op_db`` or the ``SAMPLE_OPS`` subset;
+* xfail / skip tables, every entry with a reason;
+* samples: each OpInfo sample drawn under several seeds, so that the examples
+  of a batch hold different (but equally valid) values;
+* batching: every placement of a batch dim over the tensor arguments, and the
+  per-example loop reference;
+* normalization of a sample into a function of its differentiable primals,
+  cotangents, and the torch.autograd reference vjp;
+* comparison tolerances.
+"""
+import contextlib
+import itertools
+import os
+import random
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.utils._pytree as pytree
+from torch.testing._internal.common_methods_invocations import op_db
+from torch.testing._internal.common_utils import set_rng_seed
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# --- the implementation under test -----------------------------------------------------
+
+AGAINST_TORCH_FUNC = os.environ.get("TORCHFUNC_TEST_AGAINST_TORCH_FUNC", "") == "1"
+
+if AGAINST_TORCH_FUNC:
+    from torch.func import jacrev, vjp, vmap
+
+    IMPLEMENTATION = "torch.func"
+
+    def set_fallback_enabled(enabled: bool) -> None:
+        torch._C._functorch._set_vmap_fallback_enabled(enabled)
+
+    def is_fallback_enabled() -> bool:
+        return torch._C._functorch._is_vmap_fallback_enabled()
+
+else:
+    import torchfunc._C as _C
+    from torchfunc import jacrev, vjp, vmap
+
+    IMPLEMENTATION = "torchfunc"
+    _fallback_enabled = True
+
+    def set_fallback_enabled(enabled: bool) -> None:
+        global _fallback_enabled
+        _C.set_fallback_enabled(enabled)
+        _fallback_enabled = enabled
+
+    def is_fallback_enabled() -> bool:
+        return _fallback_enabled
+
+    _C.set_fallback_warning(False)
+
+__all__ = ["vmap", "vjp", "jacrev", "IMPLEMENTATION"]
+
+_FALLBACK_WARNING = "There is a performance drop because we have not yet implemented"
+
+
+@contextlib.contextmanager
+def fallback(enabled: bool):
+    """Run the block with the slow per-example fallback enabled or disabled."""
+    previous = is_fallback_enabled()
+    set_fallback_enabled(enabled)
+    try:
+        yield
+    finally:
+        set_fallback_enabled(previous)
+
+
+class FallbackCounter:
+    """``with FallbackCounter() as c: ...`` then ``c.count``: fallback runs in the block."""
+
+    def __enter__(self):
+        self.count = 0
+        if AGAINST_TORCH_FUNC:  # torch.func has no counter: count its warnings instead
+            self._warnings = warnings.catch_warnings(record=True)
+            self._log = self._warnings.__enter__()
+            warnings.simplefilter("always")
+            torch._C._functorch._set_vmap_fallback_warning_enabled(True)
+        else:
+            self._start = _C.fallback_count()
+        return self
+
+    def __exit__(self, *exc):
+        if AGAINST_TORCH_FUNC:
+            torch._C._functorch._set_vmap_fallback_warning_enabled(False)
+            self.count = sum(_FALLBACK_WARNING in str(w.message) for w in self._log)
+            self._warnings.__exit__(*exc)
+        else:
+            self.count = _C.fallback_count() - self._start
+        return False
+
+
+if AGAINST_TORCH_FUNC:
+    torch._C._functorch._set_vmap_fallback_warning_enabled(False)
+
+# --- op selection --------------------------------------------------------------------------
+
+DEVICE = "cpu"
+DTYPE = torch.float32
+
+# OpInfo names (every variant of a name is included) covering what real models use.
+SAMPLE_OPS = (
+    # pointwise unary and activations
+    "abs", "exp", "log", "sin", "tanh", "sigmoid", "rsqrt", "erf", "clamp",
+    "nn.functional.relu", "nn.functional.gelu", "nn.functional.silu",
+    "nn.functional.softplus", "nn.functional.leaky_relu", "nn.functional.hardtanh",
+    # pointwise binary and ternary
+    "add", "sub", "mul", "div", "pow", "maximum", "eq", "where", "lerp", "addcmul",
+    # reductions and scans
+    "sum", "mean", "amax", "max", "var", "logsumexp", "cumsum", "argmax",
+    "linalg.vector_norm",
+    # views and reshapes
+    "view", "reshape", "transpose", "permute", "squeeze", "unsqueeze", "expand",
+    "flatten", "select", "narrow", "__getitem__", "movedim",
+    # matmul family
+    "matmul", "mm", "bmm", "addmm", "einsum", "nn.functional.linear",
+    # conv and pooling
+    "nn.functional.conv1d", "nn.functional.conv2d", "nn.functional.conv_transpose2d",
+    "nn.functional.max_pool2d", "nn.functional.avg_pool2d",
+    "nn.functional.adaptive_avg_pool2d",
+    # softmax and norms
+    "softmax", "log_softmax", "nn.functional.layer_norm", "nn.functional.batch_norm",
+    "nn.functional.group_norm", "nn.functional.rms_norm",
+    # other nn.functional
+    "nn.functional.embedding", "nn.functional.pad", "nn.functional.scaled_dot_product_attention",
+    # losses
+    "nn.functional.cross_entropy", "nn.functional.mse_loss", "nn.functional.nll_loss",
+    "nn.functional.binary_cross_entropy_with_logits",
+    # joining, splitting, indexing
+    "cat", "stack", "split", "index_select", "gather", "scatter", "index_add",
+    "masked_fill",
+    # factories
+    "zeros_like", "ones_like", "full_like", "new_zeros",
+)
+
+
+def op_key(op) -> tuple:
+    return (op.name, op.variant_test_name)
+
+
+def op_id(op) -> str:
+    """The test id of an OpInfo: 'name' or 'name.variant'."""
+    return op.full_name
+
+
+def select_ops(scope: str = "all", filter: Optional[Callable] = None) -> list:
+    """OpInfos that support float32 on CPU; scope 'all' (op_db) or 'sample' (SAMPLE_OPS)."""
+    if scope not in ("all", "sample"):
+        raise ValueError(f"scope must be 'all' or 'sample', not {scope!r}")
+    unknown = set(SAMPLE_OPS) - {op.name for op in op_db}
+    assert not unknown, f"SAMPLE_OPS names not in op_db: {sorted(unknown)}"
+    ops = [op for op in op_db if DTYPE in op.supported_dtypes(DEVICE)]
+    if scope == "sample":
+        ops = [op for op in ops if op.name in SAMPLE_OPS]
+    if filter is not None:
+        ops = [op for op in ops if filter(op)]
+    return ops
+
+
+# Which OpInfos the pytest suites run, from TORCHFUNC_OPINFO_OPS:
+#   "default": the cheap vmap tests over all of op_db, the compositions over SAMPLE_OPS;
+#   "all":     everything over all of op_db;
+#   "sample":  everything over SAMPLE_OPS.
+OPS_SCOPE = os.environ.get("TORCHFUNC_OPINFO_OPS", "default")
+
+
+def ops_for(suite: str) -> list:
+    """The OpInfos a suite ('vmap' or 'compositions') runs under OPS_SCOPE."""
+    if OPS_SCOPE not in ("default", "all", "sample"):
+        raise ValueError(f"TORCHFUNC_OPINFO_OPS must be default, all or sample, not {OPS_SCOPE!r}")
+    if OPS_SCOPE == "default":
+        return select_ops("all" if suite == "vmap" else "sample")
+    return select_ops(OPS_SCOPE)
+
+
+# --- xfail / skip tables ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    action: str  # "xfail": must fail (strict: a pass is an error); "skip": not run
+    name: str
+    variant: str
+    reason: str
+
+
+def xfail(name: str, variant: str = "", *, reason: str) -> Entry:
+    return Entry("xfail", name, variant, reason)
+
+
+def skip(name: str, variant: str = "", *, reason: str) -> Entry:
+    return Entry("skip", name, variant, reason)
+
+
+class Table:
+    """Expected failures and skips of one test, keyed by (OpInfo name, variant).
+
+    ``Table(xfail(...), skip(...), base=[OTHER])`` also holds OTHER's entries.
+    Entries are validated: a reason is required, the OpInfo must exist in op_db,
+    and an OpInfo may appear only once (counting the base tables).
+    """
+
+    _known = {op_key(op) for op in op_db}
+
+    def __init__(self, *entries: Entry, base: Sequence["Table"] = ()):
+        self.entries = {}
+        for entry in [e for table in base for e in table.entries.values()] + list(entries):
+            key = (entry.name, entry.variant)
+            if not entry.reason.strip():
+                raise ValueError(f"{entry.action}{key} needs a reason")
+            if key not in self._known:
+                raise ValueError(f"{entry.action}{key}: no such OpInfo in op_db")
+            if key in self.entries:
+                raise ValueError(f"{key} is listed twice")
+            self.entries[key] = entry
+
+    def lookup(self, op) -> Optional[Entry]:
+        return self.entries.get(op_key(op))
+
+    def __len__(self):
+        return len(self.entries)
+
+
+def parametrize_ops(ops: Sequence, table: Table):
+    """pytest.mark.parametrize("op", ...) with the table's entries as marks.
+
+    An xfail is strict: a case that passes fails the run, so a table can only shrink.
+    """
+    import pytest  # only the pytest suites use this
+
+    def param(op):
+        entry = table.lookup(op)
+        marks = ()
+        if entry is not None and entry.action == "skip":
+            marks = pytest.mark.skip(reason=entry.reason)
+        elif entry is not None:
+            marks = pytest.mark.xfail(strict=True, reason=entry.reason)
+        return pytest.param(op, marks=marks, id=op_id(op))
+
+    return pytest.mark.parametrize("op", [param(op) for op in ops])
+
+
+# OpInfos whose results cannot be compared with a reference by construction. These are
+# skips of the harness, shared by every suite, not expected failures of the
+# implementation. (Samples that draw random numbers are detected and skipped one by
+# one instead, see draws_random_numbers.)
+_UNINITIALIZED = "the output holds uninitialized memory, so values cannot be compared"
+UNCOMPARABLE = Table(*(skip(name, reason=_UNINITIALIZED) for name in (
+    "empty", "empty_like", "empty_permuted", "empty_strided", "new_empty",
+    "new_empty_strided")))
+
+# --- samples -----------------------------------------------------------------------------
+
+N_VARIANTS = 3  # the largest batch size used
+_SEED = 20240
+# Compositions (vjp, vmapvjp, jacrev) use at most this many samples of an OpInfo,
+# evenly spaced: a few OpInfos (max_pool*) have over a thousand.
+MAX_AUTODIFF_SAMPLES = 32
+
+
+class SkipCase(Exception):
+    """Raised by a check when an OpInfo has nothing this test can run."""
+
+
+def _fingerprint(sample) -> tuple:
+    """Structure of a sample: tree spec, non-tensor values, tensor shapes and dtypes."""
+    leaves, spec = pytree.tree_flatten((sample.input, sample.args, sample.kwargs))
+    return (str(spec), tuple(
+        (tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else repr(x)
+        for x in leaves))
+
+
+def thin(items: list, limit: Optional[int]) -> list:
+    """At most ``limit`` items, evenly spaced, first and order kept."""
+    if limit is None or len(items) <= limit:
+        return items
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
+def samples(op, requires_grad: bool = False, limit: Optional[int] = None) -> list:
+    return thin(list(op.sample_inputs(DEVICE, DTYPE, requires_grad=requires_grad)), limit)
+
+
+def sample_variants(op, requires_grad: bool = False, limit: Optional[int] = None) -> list:
+    """For each OpInfo sample, N_VARIANTS versions of it drawn under different seeds.
+
+    Example k of a batch is taken from version k, so that a batching rule that
+    mixes up examples is caught. Versions agree in structure and shapes; where a
+    sample's structure depends on the seed, its first version is repeated.
+    """
+    draws = []
+    for k in range(N_VARIANTS):
+        set_rng_seed(_SEED + k)
+        draws.append(list(op.sample_inputs(
+            DEVICE, DTYPE, requires_grad=requires_grad, set_seed=False)))
+    if any(len(d) != len(draws[0]) for d in draws):
+        return [[s] * N_VARIANTS for s in thin(draws[0], limit)]
+    out = []
+    for versions in thin(list(zip(*draws)), limit):
+        same = all(_fingerprint(v) == _fingerprint(versions[0]) for v in versions)
+        out.append(list(versions) if same else [versions[0]] * N_VARIANTS)
+    return out
+
+
+class _SeededOpDetector(TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen |= torch.Tag.nondeterministic_seeded in func.tags
+        return func(*args, **(kwargs or {}))
+
+
+def draws_random_numbers(call: Callable, args: tuple) -> bool:
+    """Whether call(*args) runs an aten op tagged nondeterministic_seeded (dropout, normal...).
+
+    vmap's default randomness="error" rejects such ops, and a loop cannot
+    reproduce vmap's other modes, so vmap checks leave these samples out;
+    vmap randomness has its own tests.
+    """
+    detector = _SeededOpDetector()
+    detector.seen = False
+    try:
+        with detector:
+            call(*clone_tree(args))
+    except Exception:
+        pass  # the loop reference will not run either
+    return detector.seen
+
+
+def has_tensor(tree) -> bool:
+    return any(isinstance(x, torch.Tensor) for x in pytree.tree_leaves(tree))
+
+
+def as_positional(fn: Callable, sample) -> tuple:
+    """(call, args) with call(*args) == fn(sample.input, *sample.args, **sample.kwargs).
+
+    Tensor-valued kwargs become trailing positional arguments, so that vmap can
+    batch them; other kwargs are bound in the closure.
+    """
+    moved = tuple(k for k, v in sample.kwargs.items() if has_tensor(v))
+    bound = {k: v for k, v in sample.kwargs.items() if k not in moved}
+    n_args = len(sample.args)
+
+    def call(*args):
+        kwargs = dict(bound, **dict(zip(moved, args[1 + n_args:])))
+        return fn(args[0], *args[1:1 + n_args], **kwargs)
+
+    return call, (sample.input, *sample.args, *(sample.kwargs[k] for k in moved))
+
+
+# --- placements, batching and the loop reference ----------------------------------------------
+
+MAX_PLACEMENTS = 6
+
+
+def placements(args: tuple, seed: int, cap: int = MAX_PLACEMENTS) -> list:
+    """Batch-dim placements over the tensor leaves of ``args``.
+
+    A placement gives each pytree leaf of ``args`` a batch dim: 0 (front), the
+    tensor's ndim (last), or None (not batched); non-tensors always get None.
+    At least one tensor is batched. Every placement is returned when there are at
+    most ``cap``; otherwise all-front, all-last, each tensor batched alone at the
+    front, then random ones, up to ``cap``.
+    """
+    leaves = pytree.tree_leaves(args)
+    choices = [((0, x.dim(), None) if x.dim() else (0, None))
+               if isinstance(x, torch.Tensor) else (None,) for x in leaves]
+    is_batched = lambda p: any(d is not None for d in p)  # noqa: E731
+    total = 1
+    for c in choices:
+        total *= len(c)
+    if total <= cap + 1:
+        return [p for p in itertools.product(*choices) if is_batched(p)]
+    tensors = [i for i, c in enumerate(choices) if len(c) > 1]
+    picked = [tuple(c[0] for c in choices), tuple(c[-2] if len(c) > 1 else c[0] for c in choices)]
+    for i in tensors:
+        picked.append(tuple(0 if j == i else None for j in range(len(leaves))))
+    rng = random.Random(seed)
+    for _ in range(20 * cap):
+        picked.append(tuple(rng.choice(c) for c in choices))
+    out = []
+    for p in picked:
+        if is_batched(p) and p not in out:
+            out.append(p)
+    return out[:cap]
+
+
+def batch_size_for(index: int) -> int:
+    """Alternate batch sizes 3 and 2 over the placements of a sample."""
+    return N_VARIANTS - index % 2
+
+
+def make_batched(variants: Sequence[tuple], placement: tuple, batch_size: int) -> tuple:
+    """(batched args, in_dims): leaf i at dim placement[i] stacks example k from variants[k]."""
+    flat = [pytree.tree_flatten(v)[0] for v in variants[:batch_size]]
+    spec = pytree.tree_flatten(variants[0])[1]
+    leaves = [
+        x if d is None else torch.stack([f[i] for f in flat], dim=d)
+        for i, (x, d) in enumerate(zip(flat[0], placement))
+    ]
+    args = pytree.tree_unflatten(leaves, spec)
+    dims = iter(placement)
+    in_dims = []
+    for arg in variants[0]:
+        arg_leaves, arg_spec = pytree.tree_flatten(arg)
+        arg_dims = [next(dims) for _ in arg_leaves]
+        in_dims.append(pytree.tree_unflatten(arg_dims, arg_spec) if has_tensor(arg) else None)
+    return args, tuple(in_dims)
+
+
+def example(args: tuple, in_dims: tuple, index: int) -> tuple:
+    """Example ``index`` of a batch: select the batch dim of every batched tensor."""
+    def pick(arg, dim):
+        if dim is None:
+            return arg
+        if isinstance(arg, torch.Tensor):
+            return arg.select(dim, index)
+        leaves, spec = pytree.tree_flatten(arg)
+        dims = pytree.tree_leaves(dim, is_leaf=lambda x: x is None)
+        return pytree.tree_unflatten([pick(a, d) for a, d in zip(leaves, dims)], spec)
+    return tuple(pick(a, d) for a, d in zip(args, in_dims))
+
+
+def stack_outputs(outputs: list):
+    """Stack per-example outputs (same pytree structure) along a new dim 0."""
+    flat = [pytree.tree_flatten(o) for o in outputs]
+    spec = flat[0][1]
+    columns = zip(*(leaves for leaves, _ in flat))
+    stacked = [torch.stack([torch.as_tensor(x) for x in col]) for col in columns]
+    return pytree.tree_unflatten(stacked, spec)
+
+
+def clone_tree(tree):
+    return pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, tree)
+
+
+def loop(fn: Callable, args: tuple, in_dims: tuple, batch_size: int):
+    """The per-example reference: call fn on each example and stack the results."""
+    return stack_outputs([fn(*example(args, in_dims, i)) for i in range(batch_size)])
+
+
+# --- differentiable normalization ------------------------------------------------------------
+
+
+def is_differentiable(x) -> bool:
+    return isinstance(x, torch.Tensor) and (x.is_floating_point() or x.is_complex())
+
+
+def differentiable_fn(op_fn: Callable, sample) -> tuple:
+    """(f, primals): f(*primals) runs the sample and returns its differentiable outputs.
+
+    The primals are the sample's tensors that require grad (detached); the other
+    arguments are bound. f applies the sample's output_process_fn_grad, keeps the
+    floating-point and complex tensor outputs as a tuple, and reseeds the RNG
+    first so that random ops give the same result on every call.
+    """
+    call, args = as_positional(op_fn, sample)
+    leaves, spec = pytree.tree_flatten(args)
+    where = [i for i, x in enumerate(leaves)
+             if isinstance(x, torch.Tensor) and x.requires_grad]
+    primals = tuple(leaves[i].detach() for i in where)
+
+    def f(*ps):
+        new = list(leaves)
+        for i, p in zip(where, ps):
+            new[i] = p
+        torch.manual_seed(_SEED)
+        out = sample.output_process_fn_grad(call(*pytree.tree_unflatten(new, spec)))
+        return tuple(o for o in pytree.tree_leaves(out) if is_differentiable(o))
+
+    return f, primals
+
+
+def make_cotangents(outputs: Sequence[torch.Tensor], seed: int) -> tuple:
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(o.shape, dtype=o.dtype, generator=gen) for o in outputs)
+
+
+def reference_vjp(f: Callable, primals: tuple, cotangents: tuple) -> tuple:
+    """(outputs, grads) of f with torch.autograd; unused primals get zero grads."""
+    ps = tuple(p.detach().requires_grad_() for p in primals)
+    with torch.enable_grad():
+        outs = f(*ps)
+    used = [(o, c) for o, c in zip(outs, cotangents) if o.requires_grad]
+    grads = (None,) * len(ps)
+    if used:
+        grads = torch.autograd.grad([o for o, _ in used], ps, [c for _, c in used],
+                                    allow_unused=True)
+    grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(ps, grads))
+    return tuple(o.detach() for o in outs), grads
+
+
+# --- comparison ---------------------------------------------------------------------------
+
+# Batching changes the order of float32 reductions (batched matmul, fused kernels),
+# so results agree to a few ulps of the largest term, not bitwise; a wrong batching
+# rule is off by O(1). Gradients chain several such ops and need a little more.
+VMAP_TOL = dict(rtol=1e-3, atol=1e-4)
+AUTODIFF_TOL = dict(rtol=1e-3, atol=1e-3)
+
+
+def assert_close(actual, expected, tol: dict, what: str) -> None:
+    torch.testing.assert_close(actual, expected, equal_nan=True, **tol,
+                               msg=lambda m: f"{what}: {m}")
