@@ -49,9 +49,21 @@ inline c10::DispatchKeySet front_and_back() {
   return c10::DispatchKeySet({kFrontKey, kBackKey});
 }
 
+// NOTE [BatchedTensors look like tensor subclasses]
+// Backward formulas and composite kernels pick out-of-place code paths for
+// tensors that at::isTensorSubclassLike recognises (it knows core functorch's
+// keys, not ours): e.g. `zeros(...).scatter_(..., grad)` would otherwise write a
+// batched gradient into an unbatched tensor. BatchedTensors therefore also carry
+// kSubclassMarkerKey, the legacy vmap key, which that check lists. It lies in the
+// transform range, so it is excluded whenever a transform runs, and outside any
+// transform kBatchedKey, which outranks it, handles every op first: no kernel of
+// it ever sees our tensors. GradTensors cannot carry it (torch.autograd.grad
+// refuses outputs with that key), so grad levels still take the in-place paths.
+constexpr c10::DispatchKey kSubclassMarkerKey = c10::DispatchKey::Batched;
+
 // The keys a BatchedTensor or GradTensor carries besides its own: the value's
-// backend (so is_cpu(), device queries answer like the value's) and its view flags.
-// TensorImpl adds the autograd keys of that backend.
+// backend (so is_cpu(), device queries answer like the value's) and its view
+// flags. TensorImpl adds the autograd keys of that backend.
 inline c10::DispatchKeySet wrapper_base_keys(const at::Tensor& value) {
   constexpr auto flags = c10::DispatchKeySet(
       {c10::DispatchKey::Conjugate, c10::DispatchKey::Negative, c10::DispatchKey::ZeroTensor});

@@ -11,7 +11,7 @@ namespace torchfunc {
 
 BatchedTensorImpl::BatchedTensorImpl(at::Tensor value, int64_t bdim, int64_t level,
                                      std::shared_ptr<bool> alive)
-    : c10::TensorImpl(wrapper_base_keys(value).add(kBatchedKey), value.dtype(), value.device()),
+    : c10::TensorImpl(wrapper_base_keys(value).add(kBatchedKey).add(kSubclassMarkerKey), value.dtype(), value.device()),
       value_(std::move(value)),
       bdim_(bdim),
       level_(level),

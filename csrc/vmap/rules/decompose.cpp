@@ -121,6 +121,54 @@ Outs native_layer_norm_backward(Call& call) {
   return {{grad_input, std::nullopt}, {grad_weight, std::nullopt}, {grad_bias, std::nullopt}};
 }
 
+// Same formula as torch's kernel: stable in both tails of the logits.
+Outs binary_cross_entropy_with_logits(Call& call) {
+  const auto x = call.args[0].toTensor();
+  const auto y = call.args[1].toTensor();
+  const auto w = opt(call.args[2]);
+  const auto pos_weight = opt(call.args[3]);
+  auto max_val = x.neg().clamp_min(0);
+  auto log_term = (max_val.neg().exp() + (x.neg() - max_val).exp()).log() + max_val;
+  auto losses = pos_weight.defined() ? (1 - y) * x + ((pos_weight - 1) * y + 1) * log_term
+                                     : (1 - y) * x + log_term;
+  if (w.defined()) losses = losses * w;
+  return {{reduce(losses, call.args[4].toInt()), std::nullopt}};
+}
+
+// x [N, C, *] in G groups; mean, rstd [N, G].
+Outs native_group_norm_backward(Call& call) {
+  const auto grad_out = call.args[0].toTensor();
+  const auto input = call.args[1].toTensor();
+  const auto mean = call.args[2].toTensor();
+  const auto rstd = call.args[3].toTensor();
+  const auto weight = opt(call.args[4]);
+  const auto N = call.args[5].toInt();
+  const auto C = call.args[6].toInt();
+  const auto G = call.args[8].toInt();
+  const auto mask = call.args[9].toBoolList();
+  auto grouped = [&](const at::Tensor& t) { return t.reshape({N, G, -1}); };
+  auto x_hat = (grouped(input) - mean.unsqueeze(-1)) * rstd.unsqueeze(-1); // [N, G, D]
+  std::vector<int64_t> channel_view{1, C};
+  for (int64_t d = 2; d < input.dim(); ++d) channel_view.push_back(1);
+  at::Tensor grad_input, grad_weight, grad_bias;
+  if (mask[0]) {
+    auto g = grouped(weight.defined() ? grad_out * weight.reshape(channel_view) : grad_out);
+    const auto D = g.size(-1);
+    auto gi = (rstd.unsqueeze(-1) / D) *
+        (g * D - g.sum(-1, true) - x_hat * (g * x_hat).sum(-1, true));
+    grad_input = gi.reshape(input.sizes());
+  }
+  std::vector<int64_t> reduce_dims{0};
+  for (int64_t d = 2; d < input.dim(); ++d) reduce_dims.push_back(d);
+  if (mask[1] && weight.defined()) {
+    grad_weight = (grad_out * x_hat.reshape(input.sizes())).sum(reduce_dims);
+  }
+  if (mask[2]) {
+    grad_bias = grad_out.sum(reduce_dims);
+  }
+  return {{grad_input, std::nullopt}, {grad_weight, std::nullopt}, {grad_bias, std::nullopt}};
+}
+
 } // namespace
 
 void add_decompositions(std::vector<RuleEntry>& t) {
@@ -133,6 +181,8 @@ void add_decompositions(std::vector<RuleEntry>& t) {
   t.push_back({"binary_cross_entropy", &binary_cross_entropy, RuleKind::Logical});
   t.push_back({"binary_cross_entropy_backward", &binary_cross_entropy_backward, RuleKind::Logical});
   t.push_back({"native_layer_norm_backward", &native_layer_norm_backward, RuleKind::Logical});
+  t.push_back({"native_group_norm_backward", &native_group_norm_backward, RuleKind::Logical});
+  t.push_back({"binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits, RuleKind::Logical});
 }
 
 } // namespace torchfunc

@@ -135,7 +135,7 @@ void add_dim_rules(std::vector<RuleEntry>& t) {
   }
   for (const char* op : {"cumsum", "cumprod", "cummax", "cummin", "logcumsumexp", "_softmax",
                          "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data",
-                         "sort", "sort.stable", "topk", "glu", "glu_backward"}) {
+                         "sort", "sort.stable", "topk", "glu", "glu_backward", "_safe_softmax"}) {
     t.push_back({op, &dim_rule});
   }
   t.push_back({"sum", &sum_all});

@@ -116,9 +116,8 @@ Outs embedding_rule(Call& call) {
   auto offsets = at::arange(B, idx.options()).mul(rows).view(shape);
   args[0] = table.flatten(0, 1);
   args[1] = idx + offsets;
-  const auto padding_idx = args[2].toInt();
-  TORCH_CHECK(padding_idx < 0, "vmap: embedding with padding_idx and a batched weight is not supported; "
-                               "pass padding_idx=None or an unbatched weight.");
+  // padding_idx only matters for the backward (embedding_dense_backward's rule).
+  args[2] = int64_t{-1};
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
@@ -168,6 +167,39 @@ Outs native_layer_norm_rule(Call& call) {
   if (weight) out = out * axis::pad_to_rank(axis::materialize(weight->first, weight->second, B), rank);
   if (bias) out = out + axis::pad_to_rank(axis::materialize(bias->first, bias->second, B), rank);
   return {{out, 0}, {r[1], 0}, {r[2], 0}};
+}
+
+// Group norm normalizes each sample of N on its own: the batch folds into N (the
+// N argument grows with it). Per-example weight or bias are applied afterwards.
+Outs native_group_norm_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [input, input_bdim] = call.tensor(0);
+  auto weight = call.optional_tensor(1);
+  auto bias = call.optional_tensor(2);
+  const bool per_example_params = (weight && weight->second.has_value()) || (bias && bias->second.has_value());
+  auto x = axis::materialize(input, input_bdim, B);
+  auto args = call.args;
+  args[0] = axis::fold_into(x, 0);
+  args[3] = call.args[3].toInt() * B;
+  if (per_example_params) {
+    args[1] = c10::IValue();
+    args[2] = c10::IValue();
+  }
+  auto r = call.call_below(std::move(args));
+  auto out = axis::unfold_from(r[0].toTensor(), 0, B);
+  if (per_example_params) {
+    // [B, C] -> [B, 1, C, 1, ...] against out [B, N, C, spatial...]
+    auto per_channel = [&](const std::pair<at::Tensor, std::optional<int64_t>>& p) {
+      auto t = axis::materialize(p.first, p.second, B).unsqueeze(1);
+      while (t.dim() < out.dim()) t = t.unsqueeze(-1);
+      return t;
+    };
+    if (weight) out = out * per_channel(*weight);
+    if (bias) out = out + per_channel(*bias);
+  }
+  return {{out, 0},
+          {axis::unfold_from(r[1].toTensor(), 0, B), 0},
+          {axis::unfold_from(r[2].toTensor(), 0, B), 0}};
 }
 
 // Batch norm in training mode updates running stats in place. Stats that are not
@@ -225,6 +257,7 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
   t.push_back({"embedding_dense_backward", &embedding_dense_backward_rule});
   t.push_back({"native_layer_norm", &native_layer_norm_rule});
   t.push_back({"value_selecting_reduction_backward", &value_selecting_reduction_backward_rule});
+  t.push_back({"native_group_norm", &native_group_norm_rule});
   for (const char* op : {"native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update",
                          "_native_batch_norm_legit_functional"}) {
     t.push_back({op, &batch_norm_rule});
@@ -238,7 +271,9 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
                          "replication_pad1d", "replication_pad2d", "replication_pad3d", "upsample_nearest1d",
                          "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d", "max_pool1d",
                          "upsample_linear1d", "upsample_bicubic2d", "upsample_trilinear3d", "max_pool2d",
-                         "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "_upsample_nearest_exact3d"}) {
+                         "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "_upsample_nearest_exact3d",
+                         "reflection_pad1d_backward", "reflection_pad2d_backward", "reflection_pad3d_backward",
+                         "replication_pad1d_backward", "replication_pad2d_backward", "replication_pad3d_backward"}) {
     t.push_back({op, &fold_into_n_rule});
   }
 }

@@ -110,7 +110,28 @@ Outs pointwise_rule(Call& call) {
   return outs;
 }
 
+// masked_fill with a tensor value: the value must be 0-dim, which a batched
+// value is not physically, so the fill becomes a where.
+Outs masked_fill_tensor_rule(Call& call) {
+  const int64_t rank = call.args[0].toTensor().dim();
+  auto [self, self_bdim] = call.tensor(0);
+  auto [mask, mask_bdim] = call.tensor(1);
+  auto [value, value_bdim] = call.tensor(2);
+  auto s = self_bdim ? axis::bdim_to_front(self, self_bdim) : self;
+  auto m = mask_bdim ? axis::pad_to_rank(axis::bdim_to_front(mask, mask_bdim), rank) : mask;
+  auto v = value_bdim ? axis::pad_to_rank(axis::bdim_to_front(value, value_bdim), rank) : value;
+  auto filled = at::where(m, v.to(s.scalar_type()), s);
+  if (is_inplace(call.schema())) {
+    TORCH_CHECK(self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
+    s.copy_(filled);
+    return {{call.args[0], std::nullopt}};
+  }
+  return {{filled, 0}};
+}
+
 void add_pointwise_rules(std::vector<RuleEntry>& t) {
+  t.push_back({"masked_fill.Tensor", &masked_fill_tensor_rule});
+  t.push_back({"masked_fill_.Tensor", &masked_fill_tensor_rule});
   // Untagged ops that broadcast their tensor operands like pointwise ops.
   for (const char* op : {"copy_", "zero_", "fill_.Scalar", "masked_fill.Scalar",
                          "masked_fill_.Scalar", "where.self", "lerp.Scalar", "lerp.Tensor",

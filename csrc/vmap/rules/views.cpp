@@ -152,6 +152,34 @@ Outs slice_backward_rule(Call& call) {
   return {{out, 0}};
 }
 
+Outs diagonal_backward_rule(Call& call) {
+  auto sizes = call.args[1].toDimVector();
+  const auto r = static_cast<int64_t>(sizes.size());
+  sizes.insert(sizes.begin(), call.batch_size);
+  auto [grad, grad_bdim] = call.tensor(0);
+  auto g = axis::materialize(grad, grad_bdim, call.batch_size);
+  auto out = at::zeros(sizes, g.options());
+  out.diagonal(call.args[2].toInt(), axis::physical_dim(call.args[3].toInt(), r),
+               axis::physical_dim(call.args[4].toInt(), r)).copy_(g);
+  return {{out, 0}};
+}
+
+// An uninitialized tensor with per-example strides: examples are laid out one
+// after another, each spanning what its strides reach.
+Outs new_empty_strided_rule(Call& call) {
+  auto sizes = call.args[1].toDimVector();
+  auto strides = call.args[2].toDimVector();
+  int64_t span = 1;
+  for (size_t d = 0; d < sizes.size(); ++d) span += (sizes[d] - 1) * strides[d];
+  sizes.insert(sizes.begin(), call.batch_size);
+  strides.insert(strides.begin(), std::max<int64_t>(span, 1));
+  auto args = call.args;
+  args[0] = front(call);
+  args[1] = c10::IValue(c10::IntArrayRef(sizes));
+  args[2] = c10::IValue(c10::IntArrayRef(strides));
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
 // Views with explicit strides: the batch dim keeps the value's own stride.
 Outs as_strided_rule(Call& call) {
   auto x = front(call);
@@ -196,6 +224,8 @@ void add_view_rules(std::vector<RuleEntry>& t) {
   t.push_back({"select_backward", &select_backward_rule});
   t.push_back({"slice_backward", &slice_backward_rule});
   t.push_back({"as_strided", &as_strided_rule});
+  t.push_back({"diagonal_backward", &diagonal_backward_rule});
+  t.push_back({"new_empty_strided", &new_empty_strided_rule});
   t.push_back({"_reshape_alias", &as_strided_rule});
 }
 
