@@ -154,12 +154,15 @@ Outs index_dim_rule(Call& call) {
   if (call.tensor(2).second.has_value() || batched_fill_value) {
     return loop_rule(call);
   }
+  // 0-dim examples index along a size-1 dim (see NOTE [0-dim examples] in dims.cpp).
+  const bool zero_dim = call.args[0].toTensor().dim() == 0;
   const int64_t r = std::max<int64_t>(call.args[0].toTensor().dim(), 1);
   auto args = call.args;
   for (size_t i : {size_t{0}, size_t{3}}) {
     if (i == 0 || has_source) {
       auto [value, bdim] = call.tensor(i);
-      args[i] = axis::materialize(value, bdim, call.batch_size);
+      auto v = axis::materialize(value, bdim, call.batch_size);
+      args[i] = zero_dim && v.dim() == 1 ? v.unsqueeze(1) : v;
     }
   }
   args[1] = axis::physical_dim(call.args[1].toInt(), r);
@@ -168,7 +171,8 @@ Outs index_dim_rule(Call& call) {
     call.call_below(std::move(args));
     return {{call.args[0], std::nullopt}};
   }
-  return {{call.call_below(std::move(args))[0], 0}};
+  auto out = call.call_below(std::move(args))[0].toTensor();
+  return {{zero_dim ? out.squeeze(1) : out, 0}};
 }
 
 } // namespace

@@ -179,7 +179,7 @@ Outs native_group_norm_rule(Call& call) {
   const bool per_example_params = (weight && weight->second.has_value()) || (bias && bias->second.has_value());
   auto x = axis::materialize(input, input_bdim, B);
   auto args = call.args;
-  args[0] = axis::fold_into(x, 0);
+  args[0] = axis::fold_into(x, 0).contiguous(); // the kernel needs a contiguous input
   args[3] = call.args[3].toInt() * B;
   if (per_example_params) {
     args[1] = c10::IValue();
