@@ -57,16 +57,18 @@ inline c10::DispatchKeySet front_and_back() {
 // kSubclassMarkerKey, the legacy vmap key, which that check lists. It lies in the
 // transform range, so it is excluded whenever a transform runs, and outside any
 // transform kBatchedKey, which outranks it, handles every op first: no kernel of
-// it ever sees our tensors. GradTensors cannot carry it (torch.autograd.grad
-// refuses outputs with that key), so grad levels still take the in-place paths.
+// it ever sees our tensors. A GradTensor carries it when its value does (a grad
+// level above a vmap level), since formulas at that level then produce batched
+// values too. torch.autograd.grad refuses outputs with that key, so the grad
+// transform calls the engine from C++ (_C.autograd_grad).
 constexpr c10::DispatchKey kSubclassMarkerKey = c10::DispatchKey::Batched;
 
 // The keys a BatchedTensor or GradTensor carries besides its own: the value's
-// backend (so is_cpu(), device queries answer like the value's) and its view
-// flags. TensorImpl adds the autograd keys of that backend.
+// backend (so is_cpu(), device queries answer like the value's), its view flags
+// and its subclass marker. TensorImpl adds the autograd keys of that backend.
 inline c10::DispatchKeySet wrapper_base_keys(const at::Tensor& value) {
-  constexpr auto flags = c10::DispatchKeySet(
-      {c10::DispatchKey::Conjugate, c10::DispatchKey::Negative, c10::DispatchKey::ZeroTensor});
+  constexpr auto flags = c10::DispatchKeySet({c10::DispatchKey::Conjugate, c10::DispatchKey::Negative,
+                                              c10::DispatchKey::ZeroTensor, kSubclassMarkerKey});
   return c10::DispatchKeySet(c10::computeDispatchKey(std::nullopt, std::nullopt, value.device())) |
       (value.key_set() & flags);
 }

@@ -134,3 +134,23 @@ def test_grad_tensor_dies_with_its_level():
     grad(lambda t: leaked.append(t * 2) or (t * 2).sum())(x)
     assert _C.describe(leaked[0]).startswith("GradTensor(level=1, dead")
     torch.testing.assert_close(leaked[0] + 1, x * 2 + 1)  # dead GradTensors stand for their values
+
+
+@pytest.mark.parametrize("name", ["max", "sort", "topk", "prod", "clamp", "sdpa"])
+def test_per_sample_grads_through_formulas_with_inplace_paths(name):
+    # Their backward formulas write into fresh buffers in place unless the tensors look
+    # like subclasses (NOTE [BatchedTensors look like tensor subclasses] in csrc/keys.h).
+    fns = {
+        "max": lambda a: a.max(0)[0].sum(),
+        "sort": lambda a: a.sort()[0][1],
+        "topk": lambda a: a.topk(2)[0].sum(),
+        "prod": lambda a: a.prod(),
+        "clamp": lambda a: a.clamp(-0.5, 0.5).sum(),
+        "sdpa": lambda a: F.scaled_dot_product_attention(a.view(1, 2, 2), a.view(1, 2, 2), a.view(1, 2, 2)).sum(),
+    }
+    x = torch.randn(3, 4)
+    before = _C.fallback_count()
+    out = vmap(grad(fns[name]))(x)
+    expected = torch.stack([torch.autograd.grad(fns[name](r.requires_grad_()), r)[0] for r in x.clone()])
+    torch.testing.assert_close(out, expected)
+    assert _C.fallback_count() == before

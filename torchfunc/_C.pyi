@@ -40,6 +40,11 @@ def unwrap_one(tensor: Tensor) -> Tensor:
 def describe(tensor: Tensor) -> str:
     """e.g. 'BatchedTensor(level=2, bdim=0, GradTensor(level=1, tensor[3, 4]))'."""
 
+# --- autograd ------------------------------------------------------------------------------------
+def autograd_grad(outputs: list[Tensor], inputs: list[Tensor], grad_outputs: list[Optional[Tensor]],
+                  retain_graph: bool, create_graph: bool) -> list[Optional[Tensor]]:
+    """torch.autograd.grad(..., allow_unused=True) through the C++ engine entry."""
+
 # --- the slow per-example fallback ----------------------------------------------------------
 def set_fallback_warning(enabled: bool) -> None: ...
 def set_fallback_enabled(enabled: bool) -> None:

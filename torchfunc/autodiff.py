@@ -268,7 +268,8 @@ def _autograd_grad(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tenso
     if not pairs:
         return tuple(torch.zeros_like(inp) for inp in inputs)
     diff_outputs, diff_grad_outputs = zip(*pairs)
-    grads = torch.autograd.grad(diff_outputs, inputs, diff_grad_outputs,
-                                retain_graph=retain_graph, create_graph=create_graph,
-                                allow_unused=True)
+    # Through the engine's C++ entry: torch.autograd.grad refuses outputs that carry the
+    # subclass marker of GradTensors above a vmap level (csrc/keys.h).
+    grads = _C.autograd_grad(list(diff_outputs), list(inputs), list(diff_grad_outputs),
+                             retain_graph, create_graph)
     return tuple(torch.zeros_like(inp) if g is None else g for g, inp in zip(grads, inputs))

@@ -123,6 +123,22 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_fallback_warning", &set_fallback_warning);
   m.def("set_fallback_enabled", &set_fallback_enabled);
   m.def("fallback_count", &fallback_count);
+  // The engine called from C++: torch.autograd.grad refuses outputs that carry the
+  // subclass marker (NOTE in keys.h). Unused inputs give None.
+  m.def("autograd_grad", [](const std::vector<at::Tensor>& outputs, const std::vector<at::Tensor>& inputs,
+                            const std::vector<std::optional<at::Tensor>>& grad_outputs, bool retain_graph,
+                            bool create_graph) {
+    std::vector<at::Tensor> grads_in;
+    for (const auto& g : grad_outputs) grads_in.push_back(g.value_or(at::Tensor()));
+    std::vector<at::Tensor> grads;
+    {
+      pybind11::gil_scoped_release release;
+      grads = torch::autograd::grad(outputs, inputs, grads_in, retain_graph, create_graph, /*allow_unused=*/true);
+    }
+    std::vector<std::optional<at::Tensor>> out;
+    for (auto& g : grads) out.push_back(g.defined() ? std::optional<at::Tensor>(std::move(g)) : std::nullopt);
+    return out;
+  });
   m.def("unknown_rule_ops", [] { return unknown_rule_ops(); });
   // Test hook: calls fn on a new thread that inherits this thread's at::ThreadLocalState,
   // as autograd's device threads and at::launch do.
