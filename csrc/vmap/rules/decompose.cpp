@@ -169,6 +169,29 @@ Outs native_group_norm_backward(Call& call) {
   return {{grad_input, std::nullopt}, {grad_weight, std::nullopt}, {grad_bias, std::nullopt}};
 }
 
+Outs addr(Call& call) {
+  auto outer = call.args[1].toTensor().unsqueeze(-1) * call.args[2].toTensor();
+  const auto beta = call.args[3].toScalar();
+  const auto alpha = call.args[4].toScalar();
+  auto out = alpha.equal(1) ? outer : outer * alpha;
+  if (!beta.equal(0)) out = out + (beta.equal(1) ? call.args[0].toTensor() : call.args[0].toTensor() * beta);
+  return {{out, std::nullopt}};
+}
+
+Outs addbmm(Call& call) {
+  auto product = at::bmm(call.args[1].toTensor(), call.args[2].toTensor()).sum(0);
+  const auto beta = call.args[3].toScalar();
+  const auto alpha = call.args[4].toScalar();
+  auto out = alpha.equal(1) ? product : product * alpha;
+  if (!beta.equal(0)) out = out + (beta.equal(1) ? call.args[0].toTensor() : call.args[0].toTensor() * beta);
+  return {{out, std::nullopt}};
+}
+
+Outs dist(Call& call) {
+  auto diff = call.args[0].toTensor() - call.args[1].toTensor();
+  return {{at::linalg_vector_norm(diff, call.args[2].toScalar()), std::nullopt}};
+}
+
 } // namespace
 
 void add_decompositions(std::vector<RuleEntry>& t) {
@@ -181,6 +204,9 @@ void add_decompositions(std::vector<RuleEntry>& t) {
   t.push_back({"binary_cross_entropy", &binary_cross_entropy, RuleKind::Logical});
   t.push_back({"binary_cross_entropy_backward", &binary_cross_entropy_backward, RuleKind::Logical});
   t.push_back({"native_layer_norm_backward", &native_layer_norm_backward, RuleKind::Logical});
+  t.push_back({"addr", &addr, RuleKind::Logical});
+  t.push_back({"addbmm", &addbmm, RuleKind::Logical});
+  t.push_back({"dist", &dist, RuleKind::Logical});
   t.push_back({"native_group_norm_backward", &native_group_norm_backward, RuleKind::Logical});
   t.push_back({"binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits, RuleKind::Logical});
 }

@@ -47,6 +47,14 @@ Outs baddbmm_rule(Call& call) {
 }
 Outs trace_rule(Call& call) { return {{front(call, 0).diagonal(0, 1, 2).sum(-1), 0}}; }
 
+// Checks the info codes of a batched factorization: every example's at once.
+Outs linalg_check_errors_rule(Call& call) {
+  auto args = call.args;
+  args[0] = call.tensor(0).first;
+  call.call_below(std::move(args));
+  return {};
+}
+
 } // namespace
 
 void add_linalg_rules(std::vector<RuleEntry>& t) {
@@ -59,6 +67,7 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
   t.push_back({"addmv", &addmv_rule});
   t.push_back({"baddbmm", &baddbmm_rule});
   t.push_back({"trace", &trace_rule});
+  t.push_back({"_linalg_check_errors", &linalg_check_errors_rule});
   for (const char* op : {"linalg_inv_ex", "_linalg_det", "linalg_cholesky_ex", "_linalg_solve_ex",
                          "linalg_qr", "_linalg_eigh", "_linalg_svd", "linalg_lu_factor_ex", "linalg_lu",
                          "triangular_solve", "linalg_solve_triangular", "cholesky_solve",
@@ -66,7 +75,9 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
                          "linalg_householder_product", "linalg_lu_solve", "lu_unpack",
                          "cholesky_inverse", "linalg_ldl_factor_ex", "cholesky", "logdet",
                          "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle", "_cdist_forward",
-                         "linalg_cross", "cross"}) {
+                         "linalg_cross", "cross", "_fft_r2c", "_fft_c2c", "_fft_c2r",
+                         "linalg_pinv.atol_rtol_tensor", "linalg_lstsq", "geqrf", "ormqr",
+                         "select_scatter", "slice_scatter", "diagonal_scatter"}) {
     t.push_back({op, &dim_rule});
   }
 }

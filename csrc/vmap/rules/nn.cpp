@@ -273,7 +273,9 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
                          "upsample_linear1d", "upsample_bicubic2d", "upsample_trilinear3d", "max_pool2d",
                          "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "_upsample_nearest_exact3d",
                          "reflection_pad1d_backward", "reflection_pad2d_backward", "reflection_pad3d_backward",
-                         "replication_pad1d_backward", "replication_pad2d_backward", "replication_pad3d_backward"}) {
+                         "replication_pad1d_backward", "replication_pad2d_backward", "replication_pad3d_backward",
+                         "im2col", "grid_sampler_2d", "grid_sampler_3d", "_upsample_bilinear2d_aa",
+                         "max_unpool2d", "max_unpool3d"}) {
     t.push_back({op, &fold_into_n_rule});
   }
 }

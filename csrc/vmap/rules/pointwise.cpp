@@ -141,7 +141,8 @@ void add_pointwise_rules(std::vector<RuleEntry>& t) {
                          "silu_backward", "gelu_backward", "hardtanh_backward", "elu_backward",
                          "leaky_relu_backward", "softplus_backward", "hardsigmoid_backward",
                          "hardswish_backward", "mish_backward", "logit_backward",
-                         "log_sigmoid_forward", "log_sigmoid_backward", "isnan", "isinf", "isfinite", "sign", "nan_to_num", "bitwise_not",
+                         "log_sigmoid_forward", "log_sigmoid_backward", "rsub.Tensor", "rsub.Scalar",
+                         "floor_divide", "hardswish", "alias_copy", "complex", "polar", "isnan", "isinf", "isfinite", "sign", "nan_to_num", "bitwise_not",
                          "logical_not", "abs", "neg", "reciprocal", "sqrt", "rsqrt", "exp", "log"}) {
     t.push_back({op, &pointwise_rule});
   }

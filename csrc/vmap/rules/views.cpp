@@ -102,6 +102,21 @@ Outs t_rule(Call& call) {
   return {{rank(call) == 2 ? x.transpose(1, 2) : x, 0}};
 }
 
+// roll without dims rolls the flattened example.
+Outs roll_rule(Call& call) {
+  if (!call.args[2].toDimVector().empty()) return view_dim_rule(call);
+  const auto& t = call.args[0].toTensor();
+  auto flat = front(call).reshape({call.batch_size, t.numel()});
+  return {{flat.roll(call.args[1].toDimVector(), {1}).reshape(front(call).sizes()), 0}};
+}
+
+// The result has one dim more than the example: dims wrap against rank + 1.
+Outs diag_embed_rule(Call& call) {
+  const auto r = rank(call) + 1;
+  return {{at::diag_embed(front(call), call.args[1].toInt(), axis::physical_dim(call.args[2].toInt(), r),
+                          axis::physical_dim(call.args[3].toInt(), r)), 0}};
+}
+
 // In-place views change the BatchedTensor itself: its physical value becomes
 // the corresponding view of the old value.
 Outs replace_value(Call& call, const at::Tensor& new_value) {
@@ -202,7 +217,8 @@ void add_view_rules(std::vector<RuleEntry>& t) {
                          "squeeze.dims", "flip", "narrow_copy", "view.dtype", "select_copy.int",
                          "slice_copy.Tensor", "transpose_copy.int", "diagonal_copy", "unbind_copy.int",
                          "split_copy.Tensor", "split_with_sizes_copy", "squeeze_copy.dim",
-                         "squeeze_copy.dims", "unsafe_split.Tensor", "unsafe_split_with_sizes"}) {
+                         "squeeze_copy.dims", "unsafe_split.Tensor", "unsafe_split_with_sizes", "view_as_complex",
+                         "view_as_real"}) {
     t.push_back({op, &view_dim_rule});
   }
   for (const char* op : {"view", "_unsafe_view", "view_copy", "_reshape_copy", "reshape"}) {
@@ -218,6 +234,8 @@ void add_view_rules(std::vector<RuleEntry>& t) {
   t.push_back({"permute", &permute_rule});
   t.push_back({"permute_copy", &permute_rule});
   t.push_back({"t", &t_rule});
+  t.push_back({"roll", &roll_rule});
+  t.push_back({"diag_embed", &diag_embed_rule});
   t.push_back({"t_copy", &t_rule});
   t.push_back({"unsqueeze_", &unsqueeze_inplace});
   t.push_back({"squeeze_", &squeeze_inplace});
