@@ -77,8 +77,8 @@ std::string storage_access(const char* tensor_kind) {
          "Return the tensor from the transformed function and use it outside.";
 }
 
-std::string mutation_of_captured(const std::string& op_name) {
-  return "grad: " + op_name + " writes in place into a tensor that the transformed function "
+std::string mutation_of_captured(const std::string& transform, const std::string& op_name) {
+  return transform + ": " + op_name + " writes in place into a tensor that the transformed function "
          "captured from outside (it is not an input of the function). Pass the tensor as an "
          "input, or clone it inside the function before writing to it.";
 }

@@ -17,6 +17,6 @@ std::string data_dependent(const std::string& op_name);
 std::string fallback_disabled(const std::string& op_name);
 std::string no_fallback_possible(const std::string& op_name, const std::string& why);
 std::string storage_access(const char* tensor_kind);
-std::string mutation_of_captured(const std::string& op_name);
+std::string mutation_of_captured(const std::string& transform, const std::string& op_name);
 
 } // namespace torchfunc::errors

@@ -9,7 +9,8 @@ void Interpreter::process(const c10::OperatorHandle& op, torch::jit::Stack* stac
     case Kind::Vmap:
       return vmap_process(*this, op, stack);
     case Kind::Grad:
-      return grad_process(*this, op, stack);
+    case Kind::Jvp:
+      return autodiff_process(*this, op, stack);
   }
 }
 
@@ -18,7 +19,8 @@ void Interpreter::send_to_next(const c10::OperatorHandle& op, torch::jit::Stack*
     case Kind::Vmap:
       return vmap_send_to_next(*this, op, stack);
     case Kind::Grad:
-      return grad_send_to_next(*this, op, stack);
+    case Kind::Jvp:
+      return autodiff_send_to_next(*this, op, stack);
   }
 }
 

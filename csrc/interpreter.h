@@ -11,7 +11,9 @@
 //                            done with it; pass it to the interpreter below
 //                            (grad unwraps its GradTensors first and rewraps after).
 // The interface is a tagged struct with a switch, not virtual calls: adding a
-// transform means one Kind, one Meta struct and two functions.
+// transform means one Kind, one Meta struct and two functions. grad and jvp share
+// theirs (both are autograd levels of GradTensors: grad records a graph, jvp
+// carries forward gradients); only the mode they restore below them differs.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
@@ -20,7 +22,7 @@
 
 namespace torchfunc {
 
-enum class Kind : uint8_t { Vmap, Grad };
+enum class Kind : uint8_t { Vmap, Grad, Jvp };
 enum class Randomness : uint8_t { Error, Same, Different };
 
 const char* kind_name(Kind kind);
@@ -32,16 +34,21 @@ struct VmapMeta {
 struct GradMeta {
   bool prev_grad_mode; // grad mode outside the transform (see autodiff/interpreter.cpp)
 };
+struct JvpMeta {
+  bool prev_fwd_grad_mode; // forward-grad mode outside the transform
+};
+using Meta = std::variant<VmapMeta, GradMeta, JvpMeta>;
 
 class Interpreter {
  public:
-  Interpreter(Kind kind, int64_t level, std::variant<VmapMeta, GradMeta> meta)
+  Interpreter(Kind kind, int64_t level, Meta meta)
       : kind_(kind), level_(level), meta_(meta), alive_(std::make_shared<bool>(true)) {}
 
   Kind kind() const { return kind_; }
   int64_t level() const { return level_; }
   const VmapMeta& vmap() const { return std::get<VmapMeta>(meta_); }
   const GradMeta& grad() const { return std::get<GradMeta>(meta_); }
+  const JvpMeta& jvp() const { return std::get<JvpMeta>(meta_); }
 
   // NOTE [Life handles]
   // Every BatchedTensor and GradTensor holds its interpreter's life handle. Popping
@@ -61,7 +68,7 @@ class Interpreter {
  private:
   Kind kind_;
   int64_t level_;
-  std::variant<VmapMeta, GradMeta> meta_;
+  Meta meta_;
   std::shared_ptr<bool> alive_;
 };
 
@@ -69,8 +76,9 @@ class Interpreter {
 // autodiff/interpreter.cpp).
 void vmap_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
 void vmap_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
-void grad_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
-void grad_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
+// grad and jvp (autodiff/interpreter.cpp).
+void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
+void autodiff_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
 
 // Keys an interpreter excludes while it processes an op: the transform range less
 // kBackKey, autocast and `own`.

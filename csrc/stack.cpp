@@ -48,6 +48,8 @@ const char* kind_name(Kind kind) {
       return "vmap";
     case Kind::Grad:
       return "grad";
+    case Kind::Jvp:
+      return "jvp";
   }
   return "?";
 }
@@ -56,7 +58,7 @@ std::vector<Interpreter>& local_stack() {
   return tls_stack.interpreters;
 }
 
-int64_t push_interpreter(Kind kind, std::variant<VmapMeta, GradMeta> meta) {
+int64_t push_interpreter(Kind kind, Meta meta) {
   auto& s = tls_stack;
   const auto level = static_cast<int64_t>(s.interpreters.size()) + 1;
   s.chains_before_push.push_back(c10::ThreadLocalDebugInfo::current());

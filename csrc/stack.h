@@ -16,7 +16,7 @@
 
 namespace torchfunc {
 
-int64_t push_interpreter(Kind kind, std::variant<VmapMeta, GradMeta> meta);
+int64_t push_interpreter(Kind kind, Meta meta);
 void pop_interpreter(int64_t level);
 
 std::vector<Interpreter>& local_stack();

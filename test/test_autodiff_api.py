@@ -9,7 +9,8 @@ import torch.func
 
 from torchfunc._engine import _C
 from torchfunc.autodiff import grad, grad_and_value, vjp
-from torchfunc.jacobians import hessian, jacrev
+from torchfunc.forward import jvp, linearize
+from torchfunc.jacobians import hessian, jacfwd, jacrev
 from torchfunc.vmap import vmap
 
 from helpers import Point, assert_same
@@ -257,11 +258,18 @@ def test_hessian_matches_torch_func(argnums):
     assert_same(hessian(f_two, argnums)(x, y), torch.func.hessian(f_two, argnums)(x, y))
 
 
-@pytest.mark.parametrize("ours", [grad, grad_and_value, vjp, jacrev, hessian])
-def test_signature_matches_torch_func(ours):
+@pytest.mark.parametrize("ours", [grad, grad_and_value, vjp, jacrev, jacfwd, hessian, jvp, linearize])
+def test_signature_extends_torch_func(ours):
+    # torch.func's parameters, in order, with the same kinds and defaults; anything we add
+    # beyond them (hessian's has_aux/chunk_size, jacfwd's chunk_size, linearize's has_aux)
+    # is keyword-only with a default, so every torch.func call form works unchanged.
     def parameters(func):
         return [(p.name, p.kind, p.default) for p in inspect.signature(func).parameters.values()]
-    assert parameters(ours) == parameters(getattr(torch.func, ours.__name__))
+    theirs = parameters(getattr(torch.func, ours.__name__))
+    mine = parameters(ours)
+    assert mine[:len(theirs)] == theirs
+    for name, kind, default in mine[len(theirs):]:
+        assert kind == inspect.Parameter.KEYWORD_ONLY and default is not inspect.Parameter.empty, name
 
 
 def test_transforms_wrap_function_metadata():

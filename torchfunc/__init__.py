@@ -1,4 +1,5 @@
-"""torchfunc: composable function transforms for PyTorch (vmap, grad, vjp, jacrev, hessian),
+"""torchfunc: composable function transforms for PyTorch (vmap, grad, vjp, jvp, jacrev,
+jacfwd, hessian, linearize),
 a drop-in for torch.func 2.13 running on its own C++ engine.
 
     from torchfunc import vmap, grad
@@ -6,7 +7,8 @@ a drop-in for torch.func 2.13 running on its own C++ engine.
 """
 from ._engine import _C
 from .autodiff import grad, grad_and_value, vjp
-from .jacobians import hessian, jacrev
+from .forward import jvp, linearize
+from .jacobians import hessian, jacfwd, jacrev
 from .vmap import vmap
 
 
@@ -16,5 +18,6 @@ def set_fallback_warning(enabled: bool) -> None:
     _C.set_fallback_warning(bool(enabled))
 
 
-__all__ = ["vmap", "grad", "grad_and_value", "vjp", "jacrev", "hessian", "set_fallback_warning"]
+__all__ = ["vmap", "grad", "grad_and_value", "vjp", "jvp", "linearize", "jacrev", "jacfwd", "hessian",
+           "set_fallback_warning"]
 __version__ = "0.1.0"

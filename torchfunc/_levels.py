@@ -49,6 +49,25 @@ def grad_level() -> Iterator[int]:
         _C.pop(level)
 
 
+# Forward-mode AD has a single dual level in torch; every jvp level uses it, each on
+# its own GradTensors (their own forward gradients), so only the outermost jvp level
+# enters it.
+@contextlib.contextmanager
+def jvp_level() -> Iterator[int]:
+    """Push a jvp interpreter; yields its level. Inside, forward-grad mode is on and
+    inference mode is off; all modes are restored on exit."""
+    level = _C.push_jvp(torch._C._is_fwd_grad_enabled())
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(outside_inference_mode())
+            if _C.stack_kinds().count("jvp") == 1:
+                stack.enter_context(torch.autograd.forward_ad.dual_level())
+            stack.enter_context(torch.autograd.forward_ad._set_fwd_grad_enabled(True))
+            yield level
+    finally:
+        _C.pop(level)
+
+
 @contextlib.contextmanager
 def outside_inference_mode() -> Iterator[None]:
     """Leave inference mode, if it is on, keeping the grad and forward-grad modes."""

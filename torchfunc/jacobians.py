@@ -1,9 +1,11 @@
-"""jacrev and hessian: whole Jacobians from vjp and vmap.
+"""jacrev, jacfwd and hessian: whole Jacobians from vjp or jvp, and vmap.
 
 jacrev(f)(*args) runs f once under vjp, then applies vjp_fn to every row of the
 standard basis of the (flattened) outputs at once, with vmap; the VJP of basis row k
-is row k of the Jacobian. With chunk_size the basis is processed chunk_size rows at a
-time; chunk_size=1 is a plain loop, without vmap.
+is row k of the Jacobian. jacfwd(f) pushes every column of the standard basis of the
+(flattened) inputs through jvp at once, with vmap; the JVP of basis column k is
+column k. With chunk_size the basis is processed chunk_size vectors at a time;
+chunk_size=1 is a plain loop, without vmap.
 """
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ from ._pytree import (
     wraps,
 )
 from .autodiff import vjp_with_argnums
+from .forward import jvp
 from .vmap import vmap
 
-__all__ = ["jacrev", "hessian"]
+__all__ = ["jacrev", "jacfwd", "hessian"]
 
 
 def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
@@ -66,13 +69,13 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
 
     @wraps(func)
     def wrapper_fn(*args: Any) -> Any:
-        _error_if_complex(args, "inputs")
+        _error_if_complex("jacrev", args, "inputs")
         wrapped = wrap_argnums(argnums, len(args), f"jacrev({name}, argnums={argnums!r})(*args)",
                                name)
         output, vjp_fn, aux = vjp_with_argnums("jacrev", f"jacrev({name})(*args)", func, args,
                                                wrapped, has_aux)
         flat_output, output_spec = tree_flatten(output)
-        _error_if_complex(flat_output, "outputs")
+        _error_if_complex("jacrev", flat_output, "outputs")
         flat_primals, primals_spec = tree_flatten(slice_argnums(args, wrapped))
 
         numels = [out.numel() for out in flat_output]
@@ -102,9 +105,75 @@ def jacrev(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool 
     return wrapper_fn
 
 
-def hessian(func: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
-    """Hessian of ``func`` with respect to the positional argument(s) ``argnums``: the
-    Jacobian of its Jacobian, with the structure :func:`jacrev` gives twice.
+def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = False, *,
+           randomness: str = "error", chunk_size: int | None = None) -> Callable:
+    """Jacobian of ``func`` with respect to the positional argument(s) ``argnums``,
+    computed with forward-mode autodiff (one JVP per input element, vmapped).
+
+    Arguments and results are those of :func:`jacrev`; ``randomness`` is passed to the
+    vmap over the basis. ``chunk_size`` (beyond torch.func) bounds memory: ``k``
+    computes ``k`` columns at a time, ``1`` uses a plain loop without vmap.
+    """
+    name = fn_name(func)
+    check_argnums(argnums, f"jacfwd({name}, argnums={argnums!r})")
+    if not (chunk_size is None or chunk_size > 0):
+        raise ValueError("jacfwd: `chunk_size` should be greater than 0.")
+
+    @wraps(func)
+    def wrapper_fn(*args: Any) -> Any:
+        _error_if_complex("jacfwd", args, "inputs")
+        wrapped = wrap_argnums(argnums, len(args), f"jacfwd({name}, argnums={argnums!r})(*args)",
+                               name)
+        diff_positions = (wrapped,) if isinstance(wrapped, int) else wrapped
+        flat_primals, primals_spec = tree_flatten(slice_argnums(args, wrapped))
+
+        def of_primals(*leaves: Any) -> Any:
+            full = list(args)
+            for position, value in zip(diff_positions, tree_unflatten(list(leaves), primals_spec)):
+                full[position] = value
+            return func(*full)
+
+        def push(*tangents: torch.Tensor) -> tuple:
+            return jvp(of_primals, tuple(flat_primals), tangents, has_aux=has_aux)[1:]
+
+        numels = [p.numel() for p in flat_primals]
+        chunks, aux, output_spec = [], None, None
+        for basis in _standard_basis(flat_primals, numels, chunk_size):
+            if chunk_size == 1:  # a plain loop: vmap's restrictions do not apply
+                result = push(*(b[0] for b in basis))
+                result = (tree_map_tensors(lambda t: t.unsqueeze(0), result[0]),) + result[1:]
+            else:
+                result = vmap(push, randomness=randomness)(*basis)
+            flat_columns, output_spec = tree_flatten(result[0])
+            chunks.append(flat_columns)
+            if has_aux and aux is None:
+                aux = tree_map_tensors(lambda t: t[0], result[1])
+        flat_output_columns = _concatenate(iter(chunks))
+        _error_if_complex("jacfwd", flat_output_columns, "outputs")
+
+        # Output o's columns have shape (N, *o.shape), N = all primal elements: split them
+        # per primal and move the columns last, giving o.shape + primal.shape.
+        per_output = []
+        for columns in flat_output_columns:
+            out_shape = columns.shape[1:]
+            jacs = [piece.movedim(0, -1).reshape(*out_shape, *primal.shape)
+                    for piece, primal in zip(torch.split(columns, numels, dim=0), flat_primals)]
+            jac = tree_unflatten(jacs, primals_spec)
+            per_output.append(jac[0] if isinstance(argnums, int) else jac)
+        jacobian = tree_unflatten(per_output, output_spec)
+        return (jacobian, aux) if has_aux else jacobian
+
+    return wrapper_fn
+
+
+def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
+            chunk_size: int | None = None) -> Callable:
+    """Hessian of ``func`` with respect to the positional argument(s) ``argnums``:
+    forward-over-reverse, ``jacfwd(jacrev(func, argnums), argnums)``, as torch.func.
+
+    Beyond torch.func: ``has_aux`` (``func`` returns ``(output, aux)``; the result is
+    ``(hessian, aux)``) and ``chunk_size`` (both Jacobians computed ``chunk_size``
+    vectors at a time, to bound memory).
 
     Example::
 
@@ -112,10 +181,13 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0) -> Callable:
         >>> torch.allclose(hessian(lambda x: x.sin().sum())(x), torch.diag(-x.sin()))
         True
     """
-    # torch.func computes jacfwd(jacrev(func, argnums), argnums) (forward-over-reverse).
-    # Until torchfunc has forward-mode levels (jacfwd), the outer Jacobian is reverse
-    # mode too: same results, only speed and op coverage differ. Switch here.
-    return jacrev(jacrev(func, argnums), argnums)
+    return jacfwd(jacrev(func, argnums, has_aux=has_aux, chunk_size=chunk_size), argnums,
+                  has_aux=has_aux, chunk_size=chunk_size)
+
+
+def tree_map_tensors(fn: Callable, tree: Any) -> Any:
+    return tree_unflatten([fn(x) if isinstance(x, torch.Tensor) else x
+                           for x in tree_leaves(tree)], tree_flatten(tree)[1])
 
 
 # --- the standard basis and its VJPs ----------------------------------------------------------
@@ -162,9 +234,9 @@ def _copy_into_preallocated(chunks: Iterator[list[torch.Tensor]], flat_primals: 
     return rows
 
 
-def _error_if_complex(tree: Any, what: str) -> None:
+def _error_if_complex(api: str, tree: Any, what: str) -> None:
     for idx, leaf in enumerate(tree_leaves(tree)):
         if isinstance(leaf, torch.Tensor) and leaf.dtype.is_complex:
             raise RuntimeError(
-                f"jacrev: Expected all {what} to be real but received complex tensor at "
+                f"{api}: Expected all {what} to be real but received complex tensor at "
                 f"flattened input idx: {idx}")

@@ -1,10 +1,13 @@
-// The grad interpreter: process lifts every tensor argument to a GradTensor of
-// this level and lets autograd's kernels record the op on this level's graph;
-// send_to_next unwraps this level, runs the op below and wraps the results.
+// The grad and jvp interpreters: process lifts every tensor argument to a
+// GradTensor of this level and lets autograd's kernels handle the op at this
+// level (grad: record it on this level's graph; jvp: compute its forward
+// gradient); send_to_next unwraps this level, runs the op below and wraps the
+// results.
 #include "grad_tensor.h"
 
 #include "../errors.h"
 #include "../interpreter.h"
+#include "../stack.h"
 #include "../op_traits.h"
 
 #include <c10/core/GradMode.h>
@@ -25,7 +28,7 @@ bool is_lifted_at(const at::Tensor& t, int64_t level) {
 // GradTensor. Writing into it in place would change the caller's tensor behind
 // this level's autograd graph, so it is refused.
 void check_no_mutation_of_captured(const c10::OperatorHandle& op, const torch::jit::Stack& stack,
-                                   int64_t level) {
+                                   int64_t level, Kind self_kind) {
   const auto& schema = op.schema();
   const auto& args = schema.arguments();
   const auto begin = stack.size() - args.size();
@@ -37,14 +40,14 @@ void check_no_mutation_of_captured(const c10::OperatorHandle& op, const torch::j
     const auto& t = stack[begin + i].toTensor();
     auto* g = maybe_grad_tensor(t);
     TORCH_CHECK(g != nullptr && g->level() == level && !g->is_immutable(),
-                errors::mutation_of_captured(schema.operator_name().name +
+                errors::mutation_of_captured(kind_name(self_kind), schema.operator_name().name +
                                              (schema.overload_name().empty() ? "" : "." + schema.overload_name())));
   }
 }
 
 } // namespace
 
-void grad_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   static const auto exclude = keys_to_exclude(c10::autograd_dispatch_keyset_with_ADInplaceOrView);
   const auto level = self.level();
   const auto n = op.schema().arguments().size();
@@ -59,7 +62,7 @@ void grad_process(const Interpreter& self, const c10::OperatorHandle& op, torch:
     op.callBoxed(stack);
     return;
   }
-  check_no_mutation_of_captured(op, *stack, level);
+  check_no_mutation_of_captured(op, *stack, level, self.kind());
   if (any_tensor(*stack, n, [level](const at::Tensor& t) { return t.defined() && !is_lifted_at(t, level); })) {
     map_tensors(*stack, n, [level](const at::Tensor& t) {
       return (!t.defined() || is_lifted_at(t, level)) ? t : wrap_for_grad(t, level, /*is_immutable=*/true);
@@ -69,7 +72,7 @@ void grad_process(const Interpreter& self, const c10::OperatorHandle& op, torch:
   op.callBoxed(stack);
 }
 
-void grad_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+void autodiff_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const auto level = self.level();
   const auto& schema = op.schema();
   const auto n = schema.arguments().size();
@@ -89,10 +92,15 @@ void grad_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, t
     // NOTE [grad under an outer no_grad]
     // grad ignores a no_grad around the transform for its own level, but the
     // levels below must not record: if grad mode was off when the transform was
-    // entered, ops sent down run with grad mode off.
+    // entered, ops sent down run with grad mode off. jvp does the same with the
+    // forward-grad mode.
     std::optional<c10::AutoGradMode> outer_mode;
-    if (!self.grad().prev_grad_mode) {
+    std::optional<c10::AutoFwGradMode> outer_fwd_mode;
+    if (self.kind() == Kind::Grad && !self.grad().prev_grad_mode) {
       outer_mode.emplace(false);
+    }
+    if (self.kind() == Kind::Jvp && !self.jvp().prev_fwd_grad_mode) {
+      outer_fwd_mode.emplace(false);
     }
     op.callBoxed(stack);
   }

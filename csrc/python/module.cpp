@@ -100,6 +100,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("push_grad", [](bool prev_grad_mode) {
     return push_interpreter(Kind::Grad, GradMeta{prev_grad_mode});
   });
+  m.def("push_jvp", [](bool prev_fwd_grad_mode) {
+    return push_interpreter(Kind::Jvp, JvpMeta{prev_fwd_grad_mode});
+  });
   m.def("pop", &pop_interpreter);
   m.def("current_level", &current_level);
   m.def("stack_depth", [] { return local_stack().size(); });
