@@ -21,7 +21,7 @@ void GradTensorImpl::refresh_metadata() {
   for (size_t d = 0; d < strides.size(); ++d) {
     sizes_and_strides_.stride_at_unchecked(d) = strides[d];
   }
-  storage_offset_ = value_.key_set().has(kBatchedKey) ? 0 : value_.storage_offset();
+  storage_offset_ = value_.storage_offset();
   refresh_numel();
   refresh_contiguous();
 }

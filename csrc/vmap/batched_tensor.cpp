@@ -36,6 +36,9 @@ void BatchedTensorImpl::refresh_metadata() {
   for (const auto d : c10::irange(static_cast<int64_t>(strides.size()))) {
     sizes_and_strides_.stride_at_unchecked(d) = strides[d];
   }
+  // Examples share the value's storage; example 0 starts at the value's offset.
+  // (Forward-mode AD compares a view's tangent layout, offset included, with its primal.)
+  storage_offset_ = value_.storage_offset();
   refresh_numel();
   refresh_contiguous();
 }

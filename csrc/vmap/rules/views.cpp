@@ -195,17 +195,15 @@ Outs new_empty_strided_rule(Call& call) {
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
-// Views with explicit strides: the batch dim keeps the value's own stride, and a
-// logical storage offset counts from where example 0 starts (a BatchedTensor
-// reports offset 0).
+// Views with explicit strides: the batch dim keeps the value's own stride; the
+// storage offset is example 0's (a BatchedTensor reports its value's offset).
 Outs as_strided_rule(Call& call) {
   auto x = front(call);
   auto sizes = call.args[1].toDimVector();
   auto strides = call.args[2].toDimVector();
   sizes.insert(sizes.begin(), call.batch_size);
   strides.insert(strides.begin(), x.stride(0));
-  const auto given = call.args.size() > 3 && !call.args[3].isNone() ? call.args[3].toInt() : 0;
-  const auto offset = x.storage_offset() + given;
+  const auto offset = call.args.size() > 3 && !call.args[3].isNone() ? call.args[3].toInt() : x.storage_offset();
   return {{x.as_strided(sizes, strides, offset), 0}};
 }
 
