@@ -18,6 +18,7 @@ Exit status: 0 if every workload was checked and ran without the fallback, else 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -26,7 +27,13 @@ import sys
 import torch
 from torch.utils._pytree import tree_leaves
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+# Benchmark the checkout this file belongs to when its engine is built in place
+# (setup.py build_ext --inplace), rather than whichever torchfunc is installed.
+_ROOT = os.path.dirname(_HERE)
+if glob.glob(os.path.join(_ROOT, "torchfunc", "_C*.so")):
+    sys.path.insert(0, _ROOT)
 import common  # noqa: E402
 
 import torchfunc  # noqa: E402
@@ -95,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     workloads = [w for w in common.WORKLOADS if args.only is None or w.name in args.only]
-    print(f"torchfunc {torchfunc.__version__} (engine built with torch {_C.built_with_torch()}) "
+    print(f"torchfunc {torchfunc.__version__} (engine built with torch {_C.built_with_torch()}, "
+          f"from {os.path.dirname(torchfunc.__file__)}) "
           f"vs torch.func, torch {torch.__version__}, Python {platform.python_version()}")
     print(f"{torch.get_num_threads()} thread(s), {args.rounds} interleaved rounds per workload, "
           f"~{args.target_ms:g} ms per side per round")

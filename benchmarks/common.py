@@ -117,6 +117,16 @@ def build_jacrev_mlp():
     return (lambda: f_tf(params, x)), (lambda: f_ref(params, x))
 
 
+def build_jacfwd_mlp():
+    """Forward mode on the same MLP as jacrev_mlp: 16 JVPs (one per input element),
+    vmapped."""
+    params = mlp_params([16, 32, 32, 8])
+    x = torch.randn(16)
+    f_tf = tf.jacfwd(mlp, argnums=1)
+    f_ref = ref.jacfwd(mlp, argnums=1)
+    return (lambda: f_tf(params, x)), (lambda: f_ref(params, x))
+
+
 def _hessian_inputs():
     a = torch.randn(8, 8)
 
@@ -132,22 +142,14 @@ def build_hessian():
     return (lambda: f_tf(x)), (lambda: f_ref(x))
 
 
-def build_hessian_revrev():
-    """Same function, both sides reverse-over-reverse (torchfunc's hessian algorithm)."""
-    f, x = _hessian_inputs()
-    f_tf, f_ref = tf.hessian(f), ref.jacrev(ref.jacrev(f))
-    return (lambda: f_tf(x)), (lambda: f_ref(x))
-
-
 WORKLOADS = [
     Workload("mlp_psg", "per-sample grads, MLP 32-128-128-10, B=64", build_mlp_psg),
     Workload("cnn_psg", "per-sample grads, CNN 2xconv+pool+fc, 28x28, B=32", build_cnn_psg),
     Workload("pointwise_chain", "vmap of 20 pointwise/view ops, [16,5,4]", build_pointwise_chain),
     Workload("jacrev_mlp", "jacrev wrt input, MLP 16-32-32-8", build_jacrev_mlp),
+    Workload("jacfwd_mlp", "jacfwd wrt input, MLP 16-32-32-8", build_jacfwd_mlp),
     Workload("hessian", "hessian of sin*cos + x'Ax + x^3 sum, n=8", build_hessian,
-             note="torchfunc.hessian is jacrev(jacrev); torch.func.hessian is jacfwd(jacrev)"),
-    Workload("hessian_revrev", "as hessian, torch.func side jacrev(jacrev)", build_hessian_revrev,
-             note="same algorithm on both sides"),
+             note="both sides forward-over-reverse, jacfwd(jacrev(f))"),
 ]
 
 

@@ -13,7 +13,7 @@ import torch
 from ._engine import _C
 
 _NO_SAVED_TENSOR_HOOKS = (
-    "torchfunc.{grad, grad_and_value, vjp, jacrev, hessian} don't yet support saved tensor "
+    "torchfunc.{grad, grad_and_value, vjp, jacrev, hessian, linearize} don't yet support saved tensor "
     "hooks (torch.autograd.graph.saved_tensors_hooks, torch.utils.checkpoint with "
     "use_reentrant=False). Please open an issue with your use case."
 )

@@ -16,7 +16,7 @@ import torch.autograd.forward_ad as fwAD
 from ._engine import _C
 from ._levels import jvp_level, refuse_torch_func_mixing
 from ._pytree import fn_name, tree_flatten, tree_map, tree_unflatten, treespec_pprint
-from .autodiff import _split_aux, vjp_with_argnums
+from .autodiff import _split_aux, vjp, vjp_with_argnums
 
 __all__ = ["jvp", "linearize"]
 
@@ -40,7 +40,7 @@ def jvp(func: Callable, primals: Any, tangents: Any, *, strict: bool = False,
         ``(output, jvp_out)``, or ``(output, jvp_out, aux)`` with ``has_aux``.
     """
     refuse_torch_func_mixing("jvp")
-    context = "jvp(f, primals, tangents)" + (", strict=True" if strict else "")
+    context = "jvp(f, primals, tangents" + (", strict=True)" if strict else ")")
     name = fn_name(func)
     flat_primals, primals_spec = _check_primals_and_tangents(context, primals, tangents)
     flat_tangents = tree_flatten(tangents)[0]
@@ -73,9 +73,8 @@ def linearize(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """``(func(*primals), jvp_fn)`` where ``jvp_fn(*tangents)`` gives ``J @ tangents``.
 
     ``func`` runs once, here: jvp_fn computes each product from the recorded reverse-mode
-    graph (the product J t is the gradient of the linear map u -> <J^T u, t>), so calling
-    it many times does not run ``func`` again. With ``has_aux``, returns
-    ``(output, jvp_fn, aux)``.
+    graph (J t is the VJP of the linear map u -> J^T u), so calling it many times does not
+    run ``func`` again. With ``has_aux``, returns ``(output, jvp_fn, aux)``.
     """
     refuse_torch_func_mixing("linearize")
     context = "linearize(func, *primals)"
@@ -92,15 +91,16 @@ def linearize(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
                 f"{treespec_pprint(primals_spec)}, got {treespec_pprint(tangents_spec)}.")
         for i, (p, t) in enumerate(zip(flat_primals, flat_tangents)):
             _check_tangent(f"{context}: jvp_fn", i, p, t)
-        # J t = d/du <vjp_fn(u), t> at any u (the map is linear): one backward through
-        # the graph of vjp_fn.
-        with torch.enable_grad():
-            dummies = [torch.zeros_like(o).requires_grad_() for o in flat_output]
-            vjps = tree_flatten(vjp_fn(tree_unflatten(dummies, output_spec), create_graph=True))[0]
-            inner = sum((v * t).sum() for v, t in zip(vjps, flat_tangents))
-            products = torch.autograd.grad(inner, dummies, allow_unused=True)
-        return tree_unflatten([torch.zeros_like(o) if g is None else g
-                               for g, o in zip(products, flat_output)], output_spec)
+        # u -> vjp_fn(u) is the linear map J^T, so J t is its VJP at t: a vjp transform
+        # over vjp_fn (at any u, here zeros) replays the recorded graph without running
+        # func, and, being a transform, composes with vmap over t and with grad.
+        def transpose(*us: torch.Tensor) -> tuple:
+            return tuple(tree_flatten(vjp_fn(tree_unflatten(list(us), output_spec),
+                                             create_graph=True))[0])
+
+        dummies = [torch.zeros_like(o) for o in flat_output]
+        products = vjp(transpose, *dummies)[1](tuple(flat_tangents))
+        return tree_unflatten(list(products), output_spec)
 
     return (output, jvp_fn, aux) if has_aux else (output, jvp_fn)
 

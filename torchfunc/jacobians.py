@@ -112,12 +112,16 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
 
     Arguments and results are those of :func:`jacrev`; ``randomness`` is passed to the
     vmap over the basis. ``chunk_size`` (beyond torch.func) bounds memory: ``k``
-    computes ``k`` columns at a time, ``1`` uses a plain loop without vmap.
+    computes ``k`` columns at a time, ``1`` uses a plain loop without vmap (random ops
+    then draw per column as in a Python loop: ``randomness`` applies to vmapped chunks).
     """
     name = fn_name(func)
     check_argnums(argnums, f"jacfwd({name}, argnums={argnums!r})")
     if not (chunk_size is None or chunk_size > 0):
         raise ValueError("jacfwd: `chunk_size` should be greater than 0.")
+    if randomness not in ("error", "same", "different"):
+        raise ValueError(f"jacfwd: randomness must be 'error', 'same' or 'different', "
+                         f"got {randomness!r}")
 
     @wraps(func)
     def wrapper_fn(*args: Any) -> Any:
@@ -137,17 +141,25 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             return jvp(of_primals, tuple(flat_primals), tangents, has_aux=has_aux)[1:]
 
         numels = [p.numel() for p in flat_primals]
+        # randomness='same' means one draw for every column: each chunk starts from the
+        # same RNG state, as vmap(chunk_size=...) does.
+        rng_state = torch.get_rng_state() if randomness == "same" else None
         chunks, aux, output_spec = [], None, None
         for basis in _standard_basis(flat_primals, numels, chunk_size):
+            if rng_state is not None:
+                torch.set_rng_state(rng_state)
             if chunk_size == 1:  # a plain loop: vmap's restrictions do not apply
                 result = push(*(b[0] for b in basis))
-                result = (tree_map_tensors(lambda t: t.unsqueeze(0), result[0]),) + result[1:]
+                columns = tree_map_tensors(lambda t: t.unsqueeze(0), result[0])
+                chunk_aux = result[1] if has_aux else None
             else:
                 result = vmap(push, randomness=randomness)(*basis)
-            flat_columns, output_spec = tree_flatten(result[0])
+                columns = result[0]
+                chunk_aux = tree_map_tensors(lambda t: t[0], result[1]) if has_aux else None
+            flat_columns, output_spec = tree_flatten(columns)
             chunks.append(flat_columns)
-            if has_aux and aux is None:
-                aux = tree_map_tensors(lambda t: t[0], result[1])
+            if aux is None:
+                aux = chunk_aux
         flat_output_columns = _concatenate(iter(chunks))
         _error_if_complex("jacfwd", flat_output_columns, "outputs")
 
@@ -155,8 +167,8 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
         # per primal and move the columns last, giving o.shape + primal.shape.
         per_output = []
         for columns in flat_output_columns:
-            out_shape = columns.shape[1:]
-            jacs = [piece.movedim(0, -1).reshape(*out_shape, *primal.shape)
+            out_shape = tuple(columns.shape[1:])
+            jacs = [piece.movedim(0, -1).reshape(out_shape + tuple(primal.shape))
                     for piece, primal in zip(torch.split(columns, numels, dim=0), flat_primals)]
             jac = tree_unflatten(jacs, primals_spec)
             per_output.append(jac[0] if isinstance(argnums, int) else jac)
@@ -181,6 +193,8 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
         >>> torch.allclose(hessian(lambda x: x.sin().sum())(x), torch.diag(-x.sin()))
         True
     """
+    if not (chunk_size is None or chunk_size > 0):
+        raise ValueError("hessian: `chunk_size` should be greater than 0.")
     return jacfwd(jacrev(func, argnums, has_aux=has_aux, chunk_size=chunk_size), argnums,
                   has_aux=has_aux, chunk_size=chunk_size)
 
