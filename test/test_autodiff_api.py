@@ -130,7 +130,7 @@ def test_saved_tensor_hooks_are_refused():
         with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
             return (a * a).sum()
     with pytest.raises(RuntimeError, match=r"torchfunc\.\{grad, grad_and_value, vjp, jacrev, "
-                                           r"hessian\} don't yet support saved tensor hooks"):
+                                           r"hessian, linearize\} don't yet support saved tensor hooks"):
         grad(f)(A(3))
 
 

@@ -25,24 +25,24 @@ bool is_lifted_at(const at::Tensor& t, int64_t level) {
 // NOTE [Captured tensors are immutable]
 // A tensor the function did not receive as an input but uses anyway (a global,
 // a closure variable, an outer level's tensor) is lifted as an *immutable*
-// GradTensor. Writing into it in place would change the caller's tensor behind
-// this level's autograd graph, so it is refused.
+// GradTensor. An in-place op on it (captured.add_(x)) would change the caller's
+// tensor behind this level's autograd graph, so it is refused. Buffers an op
+// updates on the side (batch norm's running stats) are not refused: like
+// torch.func, the update reaches the caller's tensor.
 void check_no_mutation_of_captured(const c10::OperatorHandle& op, const torch::jit::Stack& stack,
                                    int64_t level, Kind self_kind) {
   const auto& schema = op.schema();
-  const auto& args = schema.arguments();
-  const auto begin = stack.size() - args.size();
-  for (size_t i = 0; i < args.size(); ++i) {
-    const auto* alias = args[i].alias_info();
-    if (alias == nullptr || !alias->isWrite() || !stack[begin + i].isTensor()) {
-      continue;
-    }
-    const auto& t = stack[begin + i].toTensor();
-    auto* g = maybe_grad_tensor(t);
-    TORCH_CHECK(g != nullptr && g->level() == level && !g->is_immutable(),
-                errors::mutation_of_captured(kind_name(self_kind), schema.operator_name().name +
-                                             (schema.overload_name().empty() ? "" : "." + schema.overload_name())));
+  if (!is_inplace(schema)) {
+    return;
   }
+  const auto& self = stack[stack.size() - schema.arguments().size()];
+  if (!self.isTensor()) {
+    return;
+  }
+  auto* g = maybe_grad_tensor(self.toTensor());
+  TORCH_CHECK(g != nullptr && g->level() == level && !g->is_immutable(),
+              errors::mutation_of_captured(kind_name(self_kind), schema.operator_name().name +
+                                           (schema.overload_name().empty() ? "" : "." + schema.overload_name())));
 }
 
 } // namespace
