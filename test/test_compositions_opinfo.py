@@ -5,55 +5,73 @@
 * test_jacrev:  jacrev against torch.autograd.functional.jacobian;
 * *_has_batch_rule: the vmap-based ones with the slow fallback disabled.
 
-Run one op with ``pytest test/test_compositions_opinfo.py -k sin``. By default these
-run over SAMPLE_OPS; TORCHFUNC_OPINFO_OPS=all runs all of op_db (see
-opinfo_utils.ops_for). Each test has its own table of expected failures; an xfail
-is strict, so an entry whose case now passes must be removed.
+Run one op with ``pytest test/test_compositions_opinfo.py -k sin``. By default
+test_vjp runs all of op_db and the others SAMPLE_OPS; TORCHFUNC_OPINFO_OPS=all runs
+all of op_db everywhere (see opinfo_utils.ops_for). Set
+TORCHFUNC_TEST_AGAINST_TORCH_FUNC=1 to run the harness against torch.func, the
+reference implementation, to check the harness itself. Each test has its own
+table of expected failures; an xfail is strict, so an entry whose case now passes
+must be removed.
 """
 from opinfo_checks import check_jacrev, check_vjp, check_vmapvjp
-from opinfo_utils import UNCOMPARABLE, SkipCase, Table, ops_for, parametrize_ops
-
-import pytest
+from opinfo_utils import UNCOMPARABLE, Table, ops_for, parametrize_ops, run_check, xfail
 
 # Expected failures of torchfunc, each with a reason: xfail(name, variant, reason=...).
-VJP_XFAILS = Table(base=[UNCOMPARABLE])
-VMAPVJP_XFAILS = Table(base=[UNCOMPARABLE])
-JACREV_XFAILS = Table(base=[UNCOMPARABLE])
+VJP_XFAILS = Table(
+    xfail("nn.functional.ctc_loss", reason="its composite kernel reads the data pointer of the "
+          "(GradTensor) lengths tensors, which have no storage"),
+    xfail("tensor_split", reason="its composite kernel reads the data pointer of the (GradTensor) "
+          "indices tensor, which has no storage"),
+    xfail("sparse.mm", "reduce", reason="sparse CSR tensors cannot be wrapped as GradTensors (no strides)"),
+    xfail("sparse.sampled_addmm", reason="sparse CSR tensors cannot be wrapped as GradTensors (no strides)"),
+    xfail("to_sparse", reason="sparse outputs are not supported: the GradTensor of a sparse result is strided"),
+    base=[UNCOMPARABLE])
+VMAPVJP_XFAILS = Table(
+    xfail("gather", reason="known bug: 0-dim self with a 1-element index gives a wrongly shaped result under vmap"),
+    xfail("masked_fill", reason="known bug: a batch-size mismatch in masked_fill with a batched tensor value under vmap of the backward"),
+    xfail("nn.functional.batch_norm", reason="training mode updates unbatched running stats once per example: refused, as torch.func does"),
+    xfail("nn.functional.gelu", reason="oneDNN rejects the stride-0 (expanded) tensors the batched backward passes to gelu_backward"),
+    base=[UNCOMPARABLE])
+JACREV_XFAILS = Table(
+    xfail("nn.functional.gelu", reason="oneDNN rejects the stride-0 (expanded) tensors the batched backward passes to gelu_backward"),
+    base=[UNCOMPARABLE])
 # Ops that work but only through the slow per-example fallback. A failure with the
 # fallback is also one without it, so these tables extend the ones above.
-VMAPVJP_HAS_BATCH_RULE_XFAILS = Table(base=[VMAPVJP_XFAILS])
-JACREV_HAS_BATCH_RULE_XFAILS = Table(base=[JACREV_XFAILS])
-
-OPS = [op for op in ops_for("compositions") if op.supports_autograd]
-
-
-def run(check, op, **kwargs):
-    try:
-        check(op, **kwargs)
-    except SkipCase as e:
-        pytest.skip(str(e))
+VMAPVJP_HAS_BATCH_RULE_XFAILS = Table(
+    xfail("__getitem__", reason="index_put with boolean masks or batched indices only loops"),
+    base=[VMAPVJP_XFAILS])
+JACREV_HAS_BATCH_RULE_XFAILS = Table(
+    xfail("__getitem__", reason="index_put with boolean masks or batched indices only loops"),
+    xfail("nn.functional.batch_norm", reason="no batching rule for native_batch_norm_backward (loops)"),
+    xfail("nn.functional.scaled_dot_product_attention",
+          reason="no batching rule for _scaled_dot_product_flash_attention_for_cpu_backward (loops)"),
+    base=[JACREV_XFAILS])
 
 
-@parametrize_ops(OPS, VJP_XFAILS)
+def differentiable_ops(test):
+    return [op for op in ops_for(test) if op.supports_autograd]
+
+
+@parametrize_ops(differentiable_ops("vjp"), VJP_XFAILS)
 def test_vjp(op):
-    run(check_vjp, op)
+    run_check(check_vjp, op)
 
 
-@parametrize_ops(OPS, VMAPVJP_XFAILS)
+@parametrize_ops(differentiable_ops("vmapvjp"), VMAPVJP_XFAILS)
 def test_vmapvjp(op):
-    run(check_vmapvjp, op)
+    run_check(check_vmapvjp, op)
 
 
-@parametrize_ops(OPS, VMAPVJP_HAS_BATCH_RULE_XFAILS)
+@parametrize_ops(differentiable_ops("vmapvjp"), VMAPVJP_HAS_BATCH_RULE_XFAILS)
 def test_vmapvjp_has_batch_rule(op):
-    run(check_vmapvjp, op, allow_fallback=False)
+    run_check(check_vmapvjp, op, allow_fallback=False)
 
 
-@parametrize_ops(OPS, JACREV_XFAILS)
+@parametrize_ops(differentiable_ops("jacrev"), JACREV_XFAILS)
 def test_jacrev(op):
-    run(check_jacrev, op)
+    run_check(check_jacrev, op)
 
 
-@parametrize_ops(OPS, JACREV_HAS_BATCH_RULE_XFAILS)
+@parametrize_ops(differentiable_ops("jacrev"), JACREV_HAS_BATCH_RULE_XFAILS)
 def test_jacrev_has_batch_rule(op):
-    run(check_jacrev, op, allow_fallback=False)
+    run_check(check_jacrev, op, allow_fallback=False)

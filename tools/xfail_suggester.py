@@ -1,6 +1,6 @@
 """Turns a JUnit XML report of the OpInfo suites into xfail table entries.
 
-    TORCHFUNC_OPINFO=1 python -m pytest test/test_vmap_opinfo.py --junitxml=report.xml
+    python -m pytest test/test_vmap_opinfo.py --junitxml=report.xml
     python tools/xfail_suggester.py report.xml
 
 prints, per test function, the `xfail(name, variant, reason=...)` lines for its
