@@ -75,7 +75,7 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
                          "linalg_householder_product", "linalg_lu_solve", "lu_unpack",
                          "cholesky_inverse", "linalg_ldl_factor_ex", "cholesky", "logdet",
                          "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle", "_cdist_forward",
-                         "linalg_cross", "cross", "_fft_r2c", "_fft_c2c", "_fft_c2r",
+                         "linalg_cross", "_fft_r2c", "_fft_c2c", "_fft_c2r",
                          "linalg_pinv.atol_rtol_tensor", "linalg_lstsq", "geqrf", "ormqr",
                          "select_scatter", "slice_scatter", "diagonal_scatter"}) {
     t.push_back({op, &dim_rule});
