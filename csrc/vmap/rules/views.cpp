@@ -142,41 +142,39 @@ Outs t_inplace(Call& call) {
   return replace_value(call, rank(call) == 2 ? x.transpose(1, 2) : x);
 }
 
-// Backward of select/slice: zeros of the input's shape with the gradient written
-// into the selected part.
-Outs select_backward_rule(Call& call) {
+// Backward of select/slice/diagonal: zeros of the input's shape (args[1]) with the
+// gradient written into the part the view selects. `part` takes the zeros and
+// the logical rank of the input.
+template <typename Part>
+Outs into_zeros(Call& call, Part part) {
   auto sizes = call.args[1].toDimVector();
   const auto r = static_cast<int64_t>(sizes.size());
   sizes.insert(sizes.begin(), call.batch_size);
   auto [grad, grad_bdim] = call.tensor(0);
   auto g = axis::materialize(grad, grad_bdim, call.batch_size);
   auto out = at::zeros(sizes, g.options());
-  out.select(axis::physical_dim(call.args[2].toInt(), r), call.args[3].toInt()).copy_(g);
+  part(out, r).copy_(g);
   return {{out, 0}};
+}
+
+Outs select_backward_rule(Call& call) {
+  return into_zeros(call, [&](const at::Tensor& z, int64_t r) {
+    return z.select(axis::physical_dim(call.args[2].toInt(), r), call.args[3].toInt());
+  });
 }
 
 Outs slice_backward_rule(Call& call) {
-  auto sizes = call.args[1].toDimVector();
-  const auto r = static_cast<int64_t>(sizes.size());
-  sizes.insert(sizes.begin(), call.batch_size);
-  auto [grad, grad_bdim] = call.tensor(0);
-  auto g = axis::materialize(grad, grad_bdim, call.batch_size);
-  auto out = at::zeros(sizes, g.options());
-  out.slice(axis::physical_dim(call.args[2].toInt(), r), call.args[3].toInt(), call.args[4].toInt(),
-            call.args[5].toInt()).copy_(g);
-  return {{out, 0}};
+  return into_zeros(call, [&](const at::Tensor& z, int64_t r) {
+    return z.slice(axis::physical_dim(call.args[2].toInt(), r), call.args[3].toInt(), call.args[4].toInt(),
+                   call.args[5].toInt());
+  });
 }
 
 Outs diagonal_backward_rule(Call& call) {
-  auto sizes = call.args[1].toDimVector();
-  const auto r = static_cast<int64_t>(sizes.size());
-  sizes.insert(sizes.begin(), call.batch_size);
-  auto [grad, grad_bdim] = call.tensor(0);
-  auto g = axis::materialize(grad, grad_bdim, call.batch_size);
-  auto out = at::zeros(sizes, g.options());
-  out.diagonal(call.args[2].toInt(), axis::physical_dim(call.args[3].toInt(), r),
-               axis::physical_dim(call.args[4].toInt(), r)).copy_(g);
-  return {{out, 0}};
+  return into_zeros(call, [&](const at::Tensor& z, int64_t r) {
+    return z.diagonal(call.args[2].toInt(), axis::physical_dim(call.args[3].toInt(), r),
+                      axis::physical_dim(call.args[4].toInt(), r));
+  });
 }
 
 // An uninitialized tensor with per-example strides: examples are laid out one
