@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import os
 import random
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -56,32 +55,6 @@ def fallback(enabled: bool):
     finally:
         _fallback_enabled = previous
         _set_fallback(previous)
-
-
-class FallbackCounter:
-    """``with FallbackCounter() as c: ...`` then ``c.count``: fallback runs in the block.
-
-    torch.func has no counter, so there the fallback's warnings are counted.
-    """
-
-    def __enter__(self):
-        if AGAINST_TORCH_FUNC:
-            self._catch = warnings.catch_warnings(record=True)
-            self._log = self._catch.__enter__()
-            warnings.simplefilter("always")
-            torch._C._functorch._set_vmap_fallback_warning_enabled(True)
-        else:
-            self._start = _C.fallback_count()
-        return self
-
-    def __exit__(self, *exc):
-        if AGAINST_TORCH_FUNC:
-            torch._C._functorch._set_vmap_fallback_warning_enabled(False)
-            self.count = sum("performance drop" in str(w.message) for w in self._log)
-            self._catch.__exit__(*exc)
-        else:
-            self.count = _C.fallback_count() - self._start
-        return False
 
 
 # --- op selection --------------------------------------------------------------------------
@@ -214,6 +187,7 @@ def parametrize_ops(ops: Sequence, table: Table):
     """pytest.mark.parametrize("op", ...) with the table's entries as marks.
 
     An xfail is strict: a case that passes fails the run, so a table can only shrink.
+    xfails describe torchfunc, so they are not applied against torch.func.
     """
     import pytest  # only the pytest suites use this
 
@@ -222,7 +196,7 @@ def parametrize_ops(ops: Sequence, table: Table):
         marks = ()
         if entry is not None and entry.action == "skip":
             marks = pytest.mark.skip(reason=entry.reason)
-        elif entry is not None:
+        elif entry is not None and not AGAINST_TORCH_FUNC:
             marks = pytest.mark.xfail(strict=True, reason=entry.reason)
         return pytest.param(op, marks=marks, id=op_id(op))
 
