@@ -33,7 +33,9 @@ Outs fold_into_n_rule(Call& call) {
     if (!physical[i].isTensor() || !physical[i].toTensor().defined()) continue;
     auto [value, bdim] = call.tensor(i);
     auto v = axis::materialize(value, bdim, call.batch_size);
-    physical[i] = fold && v.dim() == full_rank + 1 ? axis::fold_into(v, 0) : v;
+    // Some of these CPU kernels index raw memory as if contiguous (adaptive_max_pool3d's
+    // backward crashed on an expanded, stride-0 indices tensor).
+    physical[i] = (fold && v.dim() == full_rank + 1 ? axis::fold_into(v, 0) : v).contiguous();
   }
   auto results = call.call_below(std::move(physical));
   Outs outs;
