@@ -21,6 +21,7 @@ from ._pytree import (
     slice_argnums,
     tree_flatten,
     tree_leaves,
+    tree_map,
     tree_unflatten,
     wrap_argnums,
     wraps,
@@ -200,8 +201,7 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
 
 
 def tree_map_tensors(fn: Callable, tree: Any) -> Any:
-    return tree_unflatten([fn(x) if isinstance(x, torch.Tensor) else x
-                           for x in tree_leaves(tree)], tree_flatten(tree)[1])
+    return tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x, tree)
 
 
 # --- the standard basis and its VJPs ----------------------------------------------------------
