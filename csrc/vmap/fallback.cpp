@@ -51,6 +51,10 @@ Outs loop_rule(Call& call) {
     TORCH_CHECK(ret.alias_info() == nullptr || is_inplace(schema),
                 errors::no_fallback_possible(name, "it returns a view of its input"));
   }
+  // squeeze_, transpose_, as_strided_, ...: each example's slice would change
+  // its own metadata, not the BatchedTensor's.
+  TORCH_CHECK(!call.op.hasTag(at::Tag::inplace_view),
+              errors::no_fallback_possible(name, "it changes the shape or strides of its input in place"));
   TORCH_CHECK(fallback_enabled.load(), errors::fallback_disabled(name));
   TORCH_CHECK(call.batch_size > 0, errors::no_fallback_possible(name, "the batch has size 0"));
   TORCH_CHECK(!writes_arguments(schema),

@@ -1,6 +1,7 @@
 // View and reshape ops. The batch dim moves to the front, dim arguments shift
 // past it and size arguments gain the batch size; the result stays a view of
 // the physical value, so in-place writes through it reach the original.
+#include "../../errors.h"
 #include "../axis.h"
 #include "../batched_tensor.h"
 #include "../rule.h"
@@ -90,6 +91,16 @@ c10::DimVector squeezable_dims(const Call& call) {
 
 Outs squeeze_rule(Call& call) { return {{front(call).squeeze(squeezable_dims(call)), 0}}; }
 
+// A 0-dim example unfolds as if it had one dim of size 1 (see NOTE [0-dim examples]
+// in dims.cpp): its result has one dim, the window, so the stand-in dim goes.
+Outs unfold_rule(Call& call) {
+  if (rank(call) != 0) return view_dim_rule(call);
+  auto args = call.args;
+  args[0] = front(call).unsqueeze(1);
+  args[1] = axis::physical_dim(call.args[1].toInt(), 1);
+  return {{call.call_below(std::move(args))[0].toTensor().squeeze(1), 0}};
+}
+
 Outs permute_rule(Call& call) {
   const auto r = rank(call);
   c10::DimVector dims{0};
@@ -128,9 +139,59 @@ Outs replace_value(Call& call, const at::Tensor& new_value) {
 Outs unsqueeze_inplace(Call& call) {
   return replace_value(call, front(call).unsqueeze(axis::physical_dim(call.args[1].toInt(), rank(call) + 1)));
 }
+// Squeezing a 0-dim example changes nothing.
 Outs squeeze_inplace(Call& call) { return replace_value(call, front(call).squeeze(squeezable_dims(call))); }
 Outs squeeze_dim_inplace(Call& call) {
-  return replace_value(call, front(call).squeeze(axis::physical_dim(call.args[1].toInt(), std::max<int64_t>(rank(call), 1))));
+  if (rank(call) == 0) return {{call.args[0], std::nullopt}};
+  return replace_value(call, front(call).squeeze(axis::physical_dim(call.args[1].toInt(), rank(call))));
+}
+Outs squeeze_dims_inplace(Call& call) {
+  if (rank(call) == 0) return {{call.args[0], std::nullopt}};
+  auto dims = call.args[1].toDimVector();
+  for (auto& d : dims) d = axis::physical_dim(d, rank(call));
+  return replace_value(call, front(call).squeeze(dims));
+}
+
+// resize_ to another shape reinterprets each example's memory as a C-contiguous
+// tensor of that shape (the tail uninitialized when it grows). That is only the
+// same for every example when the examples are contiguous and one after another:
+// the batch dim at 0 of a contiguous value. The BatchedTensor then gets fresh
+// memory holding each example's first elements.
+Outs resize_to(Call& call, c10::IntArrayRef new_sizes) {
+  auto [value, bdim] = call.tensor(0);
+  TORCH_CHECK(bdim.has_value(), errors::inplace_on_unbatched(call.name()));
+  const auto& logical = call.args[0].toTensor();
+  if (logical.sizes() == new_sizes) return {{call.args[0], std::nullopt}};
+  TORCH_CHECK(bdim == 0 && value.is_contiguous(),
+              "vmap: ", call.name(), " to a new shape needs each example to be contiguous (the batch dim at 0 "
+              "of a contiguous tensor), but this one is batched along dim ", bdim.value_or(-1), " of a tensor "
+              "with strides ", value.strides(), ". Resize a copy instead: x = x.clone(memory_format="
+              "torch.contiguous_format) inside the function, or vmap with in_dims=0 over a contiguous input.");
+  int64_t numel = 1;
+  for (auto s : new_sizes) numel *= s;
+  auto flat = value.reshape({call.batch_size, logical.numel()});
+  auto fresh = at::empty({call.batch_size, numel}, value.options());
+  const auto kept = std::min<int64_t>(numel, logical.numel());
+  fresh.narrow(1, 0, kept).copy_(flat.narrow(1, 0, kept));
+  c10::DimVector sizes(new_sizes.begin(), new_sizes.end());
+  sizes.insert(sizes.begin(), call.batch_size);
+  return replace_value(call, fresh.view(sizes));
+}
+
+bool contiguous_format(const Call& call) {
+  return call.args.size() < 3 || call.args[2].isNone() ||
+      call.args[2].toMemoryFormat() == at::MemoryFormat::Contiguous;
+}
+
+Outs resize_inplace(Call& call) {
+  TORCH_CHECK(contiguous_format(call), "vmap: resize_ supports only memory_format=torch.contiguous_format "
+              "under vmap; resize the tensor outside vmap instead.");
+  return resize_to(call, call.args[1].toDimVector());
+}
+Outs resize_as_inplace(Call& call) {
+  TORCH_CHECK(contiguous_format(call), "vmap: resize_as_ supports only memory_format=torch.contiguous_format "
+              "under vmap; resize the tensor outside vmap instead.");
+  return resize_to(call, call.args[1].toTensor().sizes());
 }
 Outs transpose_inplace(Call& call) {
   const auto r = std::max<int64_t>(rank(call), 1);
@@ -208,7 +269,7 @@ Outs as_strided_rule(Call& call) {
 } // namespace
 
 void add_view_rules(std::vector<RuleEntry>& t) {
-  for (const char* op : {"select.int", "slice.Tensor", "transpose.int", "diagonal", "unfold", "unbind.int",
+  for (const char* op : {"select.int", "slice.Tensor", "transpose.int", "diagonal", "unbind.int",
                          "split.Tensor", "split_with_sizes", "movedim.int", "movedim.intlist", "squeeze.dim",
                          "squeeze.dims", "flip", "narrow_copy", "view.dtype", "select_copy.int",
                          "slice_copy.Tensor", "transpose_copy.int", "diagonal_copy", "unbind_copy.int",
@@ -236,6 +297,11 @@ void add_view_rules(std::vector<RuleEntry>& t) {
   t.push_back({"unsqueeze_", &unsqueeze_inplace});
   t.push_back({"squeeze_", &squeeze_inplace});
   t.push_back({"squeeze_.dim", &squeeze_dim_inplace});
+  t.push_back({"squeeze_.dims", &squeeze_dims_inplace});
+  t.push_back({"resize_", &resize_inplace});
+  t.push_back({"resize_as_", &resize_as_inplace});
+  t.push_back({"unfold", &unfold_rule});
+  t.push_back({"unfold_copy", &unfold_rule});
   t.push_back({"transpose_", &transpose_inplace});
   t.push_back({"t_", &t_inplace});
   t.push_back({"select_backward", &select_backward_rule});
