@@ -63,9 +63,17 @@ void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, to
     return;
   }
   check_no_mutation_of_captured(op, *stack, level, self.kind());
-  if (any_tensor(*stack, n, [level](const at::Tensor& t) { return t.defined() && !is_lifted_at(t, level); })) {
-    map_tensors(*stack, n, [level](const at::Tensor& t) {
-      return (!t.defined() || is_lifted_at(t, level)) ? t : wrap_for_grad(t, level, /*is_immutable=*/true);
+  // A composite op only passes its arguments on to the ops it is made of, which
+  // lift them in turn; some read integer arguments' data (tensor_split's indices),
+  // which a GradTensor has none of. Those stay as they are.
+  const bool composite = is_composite_implicit(op);
+  auto needs_lift = [level, composite](const at::Tensor& t) {
+    return t.defined() && !is_lifted_at(t, level) &&
+        !(composite && !at::isFloatingType(t.scalar_type()) && !at::isComplexType(t.scalar_type()));
+  };
+  if (any_tensor(*stack, n, needs_lift)) {
+    map_tensors(*stack, n, [&](const at::Tensor& t) {
+      return needs_lift(t) ? wrap_for_grad(t, level, /*is_immutable=*/true) : t;
     });
   }
   c10::impl::ExcludeDispatchKeyGuard guard(exclude);
