@@ -75,6 +75,8 @@ Outs pointwise_rule(Call& call);
 // All tensor arguments batch-materialized at the front, dim arguments shifted
 // (rules/dims.cpp); "batch-native" ops (linalg) use it with no dim arguments.
 Outs dim_rule(Call& call);
+// dim_rule for gather, whose output has the rank of its index (rules/dims.cpp).
+Outs gather_rule(Call& call);
 // The per-example loop (fallback.cpp), for rules that handle only some cases.
 Outs loop_rule(Call& call);
 

@@ -72,6 +72,63 @@ Outs mse_loss_backward(Call& call) {
   return {{out, std::nullopt}};
 }
 
+// Gradients of the pointwise losses: 1/numel of self under mean reduction.
+at::Tensor loss_grad(const Call& call, const at::Tensor& d_loss) {
+  auto out = d_loss * call.args[0].toTensor();
+  if (call.args[3].toInt() == at::Reduction::Mean) out = out / call.args[1].toTensor().numel();
+  return out;
+}
+
+Outs soft_margin_loss_backward(Call& call) {
+  const auto self = call.args[1].toTensor();
+  const auto target = call.args[2].toTensor();
+  auto z = at::exp(-target * self);
+  return {{loss_grad(call, -target * z / (z + 1)), std::nullopt}};
+}
+
+Outs smooth_l1_loss_backward(Call& call) {
+  const auto x = call.args[1].toTensor() - call.args[2].toTensor();
+  const double beta = call.args[4].toDouble();
+  auto d = beta == 0 ? at::sign(x) : at::where(x.abs() < beta, x / beta, at::sign(x));
+  return {{loss_grad(call, d), std::nullopt}};
+}
+
+Outs huber_loss_backward(Call& call) {
+  const auto x = call.args[1].toTensor() - call.args[2].toTensor();
+  const double delta = call.args[4].toDouble();
+  return {{loss_grad(call, at::clamp(x, -delta, delta)), std::nullopt}};
+}
+
+// The "unsafe" indices may be out of range where the mask is false: clamped first.
+c10::List<std::optional<at::Tensor>> clamped_indices(const at::Tensor& self, const c10::IValue& list) {
+  c10::List<std::optional<at::Tensor>> out;
+  const auto indices = list.toOptionalTensorList();
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const std::optional<at::Tensor> idx = indices[i];
+    if (!idx.has_value() || !idx->defined()) {
+      out.push_back(std::nullopt);
+      continue;
+    }
+    const auto size = self.size(static_cast<int64_t>(i));
+    out.push_back(idx->clamp(-size, size - 1));
+  }
+  return out;
+}
+
+Outs unsafe_masked_index(Call& call) {
+  const auto self = call.args[0].toTensor();
+  const auto mask = call.args[1].toTensor();
+  auto picked = at::index(self, clamped_indices(self, call.args[2]));
+  return {{picked.masked_fill(mask.logical_not(), call.args[3].toScalar()), std::nullopt}};
+}
+
+Outs unsafe_masked_index_put_accumulate(Call& call) {
+  const auto self = call.args[0].toTensor();
+  const auto values = call.args[3].toTensor().masked_fill(call.args[1].toTensor().logical_not(), 0);
+  return {{at::index_put(self, clamped_indices(self, call.args[2]), values, /*accumulate=*/true),
+           std::nullopt}};
+}
+
 // log is clamped at -100, as torch's kernel does.
 Outs binary_cross_entropy(Call& call) {
   const auto x = call.args[0].toTensor();
@@ -201,6 +258,11 @@ void add_decompositions(std::vector<RuleEntry>& t) {
   t.push_back({"nll_loss2d_backward", &nll_loss_backward, RuleKind::Logical});
   t.push_back({"mse_loss", &mse_loss, RuleKind::Logical});
   t.push_back({"mse_loss_backward", &mse_loss_backward, RuleKind::Logical});
+  t.push_back({"soft_margin_loss_backward", &soft_margin_loss_backward, RuleKind::Logical});
+  t.push_back({"smooth_l1_loss_backward", &smooth_l1_loss_backward, RuleKind::Logical});
+  t.push_back({"huber_loss_backward", &huber_loss_backward, RuleKind::Logical});
+  t.push_back({"_unsafe_masked_index", &unsafe_masked_index, RuleKind::Logical});
+  t.push_back({"_unsafe_masked_index_put_accumulate", &unsafe_masked_index_put_accumulate, RuleKind::Logical});
   t.push_back({"binary_cross_entropy", &binary_cross_entropy, RuleKind::Logical});
   t.push_back({"binary_cross_entropy_backward", &binary_cross_entropy_backward, RuleKind::Logical});
   t.push_back({"native_layer_norm_backward", &native_layer_norm_backward, RuleKind::Logical});

@@ -27,8 +27,9 @@ c10::IValue all_dims(int64_t rank) {
 // NOTE [0-dim examples]
 // Dims of a 0-dim tensor accept 0 and -1 as if it had one dim of size 1. The
 // rule gives 0-dim examples that size-1 dim (physical [B, 1]) and removes it from
-// outputs that kept it.
-Outs shift_dims(Call& call, bool none_means_all) {
+// outputs that kept it. Outputs take the rank of argument `shape_from` (self,
+// except gather, whose output has the shape of its index).
+Outs shift_dims(Call& call, bool none_means_all, size_t shape_from = 0) {
   const auto& sargs = call.schema().arguments();
   const int64_t rank = call.args[0].toTensor().dim();
   const bool zero_dim = rank == 0;
@@ -66,8 +67,9 @@ Outs shift_dims(Call& call, bool none_means_all) {
   }
   auto results = call.call_below(std::move(physical));
   Outs outs;
+  const bool zero_dim_out = zero_dim && call.args[shape_from].toTensor().dim() == 0;
   for (auto& res : results) {
-    if (zero_dim && res.isTensor() && res.toTensor().dim() == 2) {
+    if (zero_dim_out && res.isTensor() && res.toTensor().dim() == 2) {
       res = res.toTensor().squeeze(1);
     }
     outs.push_back({std::move(res), 0});
@@ -123,6 +125,7 @@ Outs argmin_rule(Call& call) { return arg_extremum(call, false); }
 } // namespace
 
 Outs dim_rule(Call& call) { return shift_dims(call, /*none_means_all=*/false); }
+Outs gather_rule(Call& call) { return shift_dims(call, /*none_means_all=*/false, /*shape_from=*/2); }
 
 void add_dim_rules(std::vector<RuleEntry>& t) {
   for (const char* op : {"sum.dim_IntList", "mean.dim", "nansum", "amax", "amin", "std.correction",
@@ -135,7 +138,8 @@ void add_dim_rules(std::vector<RuleEntry>& t) {
   }
   for (const char* op : {"cumsum", "cumprod", "cummax", "cummin", "logcumsumexp", "_softmax",
                          "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data",
-                         "sort", "sort.stable", "topk", "glu", "glu_backward", "_safe_softmax"}) {
+                         "sort", "sort.stable", "topk", "glu", "glu_backward", "glu_jvp", "_safe_softmax",
+                         "rot90"}) {
     t.push_back({op, &dim_rule});
   }
   t.push_back({"sum", &sum_all});

@@ -28,7 +28,7 @@ void add_dynamic_rules(std::vector<RuleEntry>& t) {
   t.push_back({"is_same_size", &is_same_size_rule, RuleKind::Logical});
   t.push_back({"_has_same_storage_numel", &has_same_storage_numel_rule, RuleKind::Logical});
   for (const char* op : {"_local_scalar_dense", "is_nonzero", "equal", "nonzero", "nonzero_static",
-                         "masked_select", "_unique", "_unique2", "unique_dim", "unique_consecutive",
+                         "_unique", "_unique2", "unique_dim", "unique_consecutive",
                          "unique_dim_consecutive", "allclose", "bincount", "repeat_interleave.Tensor",
                          "_assert_async", "_assert_async.msg", "item"}) {
     t.push_back({op, &data_dependent_rule});

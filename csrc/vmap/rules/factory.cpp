@@ -25,6 +25,34 @@ Outs new_rule(Call& call) {
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
+// NOTE [Tangents with the layout of their primal]
+// Forward AD calls _new_zeros_with_same_feature_meta(tangent, primal, n) to make a
+// tangent with the primal's sizes, strides and storage offset, under n leading
+// dims of the tangent. Here the examples are the feature part: the batch dim
+// joins the leading dims. A batched primal contributes the layout of one
+// example, in a storage just large enough for it (not the batched storage,
+// which would make the result batch-size times larger than needed).
+Outs new_zeros_with_same_feature_meta_rule(Call& call) {
+  auto [self, self_bdim] = call.tensor(0);
+  auto [other, other_bdim] = call.tensor(1);
+  at::Tensor example = other;
+  if (other_bdim.has_value()) {
+    auto first = other.select(*other_bdim, 0);
+    int64_t span = 1;
+    for (int64_t d = 0; d < first.dim(); ++d) {
+      if (first.size(d) == 0) span = 0;
+      if (span > 0) span += (first.size(d) - 1) * first.stride(d);
+    }
+    example = at::empty({first.storage_offset() + span}, first.options())
+                  .as_strided(first.sizes(), first.strides(), first.storage_offset());
+  }
+  auto args = call.args;
+  args[0] = axis::materialize(self, self_bdim, call.batch_size);
+  args[1] = example;
+  args[2] = call.args[2].toInt() + 1;
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
 } // namespace
 
 void add_factory_rules(std::vector<RuleEntry>& t) {
@@ -34,6 +62,7 @@ void add_factory_rules(std::vector<RuleEntry>& t) {
   for (const char* op : {"new_empty", "new_zeros", "new_ones", "new_full"}) {
     t.push_back({op, &new_rule});
   }
+  t.push_back({"_new_zeros_with_same_feature_meta", &new_zeros_with_same_feature_meta_rule});
 }
 
 } // namespace torchfunc

@@ -57,7 +57,8 @@ Outs index_select_rule(Call& call) {
   view[d] = idx.size(1);
   auto expanded_sizes = self.sizes().vec();
   expanded_sizes[d] = idx.size(1);
-  return {{at::gather(self, d, idx.view(view).expand(expanded_sizes)), 0}};
+  auto out = at::gather(self, d, idx.view(view).expand(expanded_sizes));
+  return {{call.args[0].toTensor().dim() == 0 ? out.squeeze(1) : out, 0}};
 }
 
 // self[indices]. Unbatched indices: a None in front keeps the batch dim (when the
@@ -109,7 +110,18 @@ Outs index_rule(Call& call) {
 // in front keeps the batch dim, and batched values gain size-1 dims up to the rank
 // of the indexed region. Other cases loop.
 Outs index_put_rule(Call& call) {
-  const auto indices = call.args[1].toOptionalTensorList();
+  // An unbatched boolean mask over k dims selects the same positions in every
+  // example: its k lists of coordinates, as torch expands it.
+  c10::List<std::optional<at::Tensor>> indices;
+  for (const std::optional<at::Tensor> idx : call.args[1].toOptionalTensorList()) {
+    const bool is_mask = idx.has_value() && idx->defined() &&
+        (idx->scalar_type() == at::kBool || idx->scalar_type() == at::kByte);
+    if (!is_mask || batched_at(*idx, call.level)) {
+      indices.push_back(idx);
+      continue;
+    }
+    for (const auto& coords : idx->nonzero().unbind(1)) indices.push_back(coords);
+  }
   std::vector<size_t> positions;
   int64_t index_rank = 0;
   for (size_t i = 0; i < indices.size(); ++i) {
@@ -144,6 +156,29 @@ Outs index_put_rule(Call& call) {
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
+// index_fill with a per-example (0-dim) value: a where over the rows the index picks.
+Outs index_fill_batched_value(Call& call) {
+  const auto& logical = call.args[0].toTensor();
+  const int64_t r = std::max<int64_t>(logical.dim(), 1);
+  const int64_t d = c10::maybe_wrap_dim(call.args[1].toInt(), r);
+  auto [self, self_bdim] = call.tensor(0);
+  auto [index, index_bdim] = call.tensor(2);
+  auto [value, value_bdim] = call.tensor(3);
+  const int64_t rows = logical.dim() == 0 ? 1 : logical.size(d);
+  auto picked = at::zeros({rows}, index.options().dtype(at::kBool)).index_fill_(0, index, true);
+  std::vector<int64_t> shape(logical.dim() + 1, 1);
+  if (logical.dim() > 0) shape[d + 1] = rows;
+  auto s = axis::materialize(self, self_bdim, call.batch_size);
+  auto v = axis::pad_to_rank(axis::bdim_to_front(value, value_bdim), logical.dim()).to(s.scalar_type());
+  auto filled = at::where(picked.view(shape), v, s);
+  if (is_inplace(call.schema())) {
+    TORCH_CHECK(self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
+    s.copy_(filled);
+    return {{call.args[0], std::nullopt}};
+  }
+  return {{filled, 0}};
+}
+
 // index_add/index_copy/index_fill: self (and source) batched along a shifted dim;
 // a batched index picks different rows per example, which only the loop does.
 Outs index_dim_rule(Call& call) {
@@ -151,9 +186,10 @@ Outs index_dim_rule(Call& call) {
   const bool has_source = sargs.size() > 3 && sargs[3].name() == "source";
   const bool batched_fill_value = !has_source && sargs.size() > 3 && call.args[3].isTensor() &&
       call.tensor(3).second.has_value();
-  if (call.tensor(2).second.has_value() || batched_fill_value) {
+  if (call.tensor(2).second.has_value()) {
     return loop_rule(call);
   }
+  if (batched_fill_value) return index_fill_batched_value(call);
   // 0-dim examples index along a size-1 dim (see NOTE [0-dim examples] in dims.cpp).
   const bool zero_dim = call.args[0].toTensor().dim() == 0;
   const int64_t r = std::max<int64_t>(call.args[0].toTensor().dim(), 1);
@@ -175,6 +211,136 @@ Outs index_dim_rule(Call& call) {
   return {{zero_dim ? out.squeeze(1) : out, 0}};
 }
 
+// --- flat indexing: take, put, masked_scatter ---
+
+// In-place forms compute the functional result, then write it into self.
+Outs write_back_if_inplace(Call& call, const at::Tensor& result) {
+  if (!is_inplace(call.schema())) return {{result, 0}};
+  auto [self, self_bdim] = call.tensor(0);
+  TORCH_CHECK(self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
+  axis::bdim_to_front(self, self_bdim).copy_(result);
+  return {{call.args[0], std::nullopt}};
+}
+
+// Example-flat [B, numel] view (or copy) of tensor argument i, materialized.
+at::Tensor flat_examples(const Call& call, size_t i) {
+  auto [value, bdim] = call.tensor(i);
+  return axis::materialize(value, bdim, call.batch_size).reshape({call.batch_size, call.args[i].toTensor().numel()});
+}
+
+// Flat indices of every example into examples of `numel` elements, negatives wrapped.
+at::Tensor wrapped_flat_index(const Call& call, size_t i, int64_t numel) {
+  auto idx = flat_examples(call, i);
+  return at::where(idx < 0, idx + numel, idx);
+}
+
+Outs take_rule(Call& call) {
+  const auto numel = call.args[0].toTensor().numel();
+  auto out = at::gather(flat_examples(call, 0), 1, wrapped_flat_index(call, 1, numel));
+  auto sizes = call.args[1].toTensor().sizes().vec();
+  sizes.insert(sizes.begin(), call.batch_size);
+  return {{out.view(sizes), 0}};
+}
+
+Outs put_rule(Call& call) {
+  const auto& self = call.args[0].toTensor();
+  auto out = flat_examples(call, 0).clone(at::MemoryFormat::Contiguous);
+  auto idx = wrapped_flat_index(call, 1, self.numel());
+  auto source = flat_examples(call, 2).to(out.scalar_type());
+  if (call.args[3].toBool()) {
+    out.scatter_add_(1, idx, source);
+  } else {
+    out.scatter_(1, idx, source);
+  }
+  auto sizes = self.sizes().vec();
+  sizes.insert(sizes.begin(), call.batch_size);
+  return write_back_if_inplace(call, out.view(sizes));
+}
+
+// The k-th selected element of an example takes the k-th element of its source:
+// the running count of the mask picks the source element, with no data-dependent shape.
+Outs masked_scatter_rule(Call& call) {
+  auto [self, self_bdim] = call.tensor(0);
+  auto [mask, mask_bdim] = call.tensor(1);
+  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
+  auto s = axis::pad_to_rank(axis::materialize(self, self_bdim, call.batch_size), rank);
+  auto m = axis::pad_to_rank(axis::materialize(mask, mask_bdim, call.batch_size), rank);
+  auto sizes = at::infer_size(s.sizes(), m.sizes());
+  s = s.expand(sizes);
+  m = m.expand(sizes).reshape({call.batch_size, -1});
+  auto source = flat_examples(call, 2).to(s.scalar_type());
+  auto count = at::cumsum(m, 1);
+  TORCH_CHECK(count.numel() == 0 || count.select(1, -1).max().item<int64_t>() <= source.size(1),
+              "masked_scatter: the mask selects more elements than the source has (", source.size(1), ")");
+  auto picked = source.size(1) > 0 ? at::gather(source, 1, (count - 1).clamp_min(0))
+                                   : at::zeros(m.sizes(), s.options());
+  return write_back_if_inplace(call, at::where(m, picked, s.reshape({call.batch_size, -1})).view(sizes));
+}
+
+// With an unbatched mask every example selects the same positions, so the
+// result has a shape and is one index over the examples' dims. A batched mask
+// selects a different number of elements per example: a data-dependent shape.
+Outs masked_select_rule(Call& call) {
+  auto [mask, mask_bdim] = call.tensor(1);
+  TORCH_CHECK(!mask_bdim.has_value(), errors::data_dependent(call.name()));
+  auto [self, self_bdim] = call.tensor(0);
+  const int64_t rank = std::max(call.args[0].toTensor().dim(), mask.dim());
+  auto s = axis::pad_to_rank(axis::materialize(self, self_bdim, call.batch_size), rank);
+  auto shape = at::infer_size(s.sizes().slice(1), mask.sizes());
+  std::vector<int64_t> full(shape.begin(), shape.end());
+  full.insert(full.begin(), call.batch_size);
+  auto flat_mask = mask.expand(shape).reshape({-1});
+  return {{s.expand(full).reshape({call.batch_size, -1}).index_select(1, flat_mask.nonzero().squeeze(1)), 0}};
+}
+
+// The gradient of masked_scatter's source: the selected elements of the gradient
+// in order, zero-padded to the source's size.
+Outs masked_scatter_backward_rule(Call& call) {
+  auto [grad, grad_bdim] = call.tensor(0);
+  auto [mask, mask_bdim] = call.tensor(1);
+  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
+  auto g = axis::pad_to_rank(axis::materialize(grad, grad_bdim, call.batch_size), rank);
+  auto m = axis::pad_to_rank(axis::materialize(mask, mask_bdim, call.batch_size), rank);
+  auto shape = at::infer_size(g.sizes(), m.sizes());
+  auto gf = g.expand(shape).reshape({call.batch_size, -1});
+  auto mf = m.expand(shape).reshape({call.batch_size, -1});
+  auto sizes = call.args[2].toDimVector();
+  int64_t numel = 1;
+  for (auto s : sizes) numel *= s;
+  // Unselected elements (and selections beyond the source) land in a spare slot.
+  auto slot = at::where(mf, at::cumsum(mf, 1) - 1, numel).clamp_max(numel);
+  auto out = at::zeros({call.batch_size, numel + 1}, gf.options()).scatter_(1, slot, gf);
+  sizes.insert(sizes.begin(), call.batch_size);
+  return {{out.narrow(1, 0, numel).reshape(sizes), 0}};
+}
+
+// out = self.clone(); out.as_strided(size, stride, offset).copy_(src), per example.
+// Each example of the result is laid out as its clone would be (the example's
+// strides when dense, else contiguous), examples one after another.
+Outs as_strided_scatter_rule(Call& call) {
+  const auto& logical = call.args[0].toTensor();
+  auto [self, self_bdim] = call.tensor(0);
+  auto batched_self = axis::materialize(self, self_bdim, call.batch_size);
+  auto sizes = logical.sizes().vec();
+  auto strides = at::empty_like(batched_self.select(0, 0)).strides().vec();
+  sizes.insert(sizes.begin(), call.batch_size);
+  strides.insert(strides.begin(), std::max<int64_t>(logical.numel(), 1));
+  auto out = at::empty_strided(sizes, strides, self.options());
+  out.copy_(batched_self);
+  auto view_sizes = call.args[2].toDimVector();
+  auto view_strides = call.args[3].toDimVector();
+  view_sizes.insert(view_sizes.begin(), call.batch_size);
+  view_strides.insert(view_strides.begin(), strides[0]);
+  // An explicit offset counts from the example's own offset (the BatchedTensor
+  // reports its value's), as as_strided's does under vmap.
+  const int64_t offset = call.args[4].isNone() ? 0 : call.args[4].toInt() - logical.storage_offset();
+  TORCH_CHECK(offset >= 0, "vmap: as_strided_scatter with storage_offset ", call.args[4].toInt(),
+              " before the tensor's own offset ", logical.storage_offset(), " is not supported under vmap.");
+  auto [src, src_bdim] = call.tensor(1);
+  out.as_strided(view_sizes, view_strides, offset).copy_(axis::materialize(src, src_bdim, call.batch_size));
+  return {{out, 0}};
+}
+
 } // namespace
 
 void add_index_rules(std::vector<RuleEntry>& t) {
@@ -189,7 +355,16 @@ void add_index_rules(std::vector<RuleEntry>& t) {
                          "index_fill_.int_Scalar", "index_fill.int_Tensor", "index_fill_.int_Tensor"}) {
     t.push_back({op, &index_dim_rule});
   }
-  for (const char* op : {"gather", "scatter.src", "scatter.value", "scatter.reduce", "scatter.value_reduce",
+  t.push_back({"gather", &gather_rule});
+  t.push_back({"take", &take_rule});
+  t.push_back({"put", &put_rule});
+  t.push_back({"put_", &put_rule});
+  t.push_back({"masked_scatter", &masked_scatter_rule});
+  t.push_back({"masked_scatter_", &masked_scatter_rule});
+  t.push_back({"masked_scatter_backward", &masked_scatter_backward_rule});
+  t.push_back({"masked_select", &masked_select_rule});
+  t.push_back({"as_strided_scatter", &as_strided_scatter_rule});
+  for (const char* op : {"scatter.src", "scatter.value", "scatter.reduce", "scatter.value_reduce",
                          "scatter_add", "scatter_reduce.two", "scatter_.src", "scatter_.value",
                          "scatter_add_", "scatter_reduce_.two"}) {
     t.push_back({op, &dim_rule});

@@ -55,6 +55,64 @@ Outs linalg_check_errors_rule(Call& call) {
   return {};
 }
 
+// linalg_lstsq leaves residuals, rank and singular values empty ([0]) when the
+// driver does not compute them, whatever the batch dims: each example's [0].
+Outs lstsq_rule(Call& call) {
+  Outs outs = dim_rule(call);
+  for (auto& out : outs) {
+    const auto& t = out.value.toTensor();
+    if (t.dim() == 1 && t.numel() == 0) out.value = t.new_empty({call.batch_size, 0});
+  }
+  return outs;
+}
+
+// Blocks of rank 0, 1 or 2 (a 0-dim block is 1x1, a 1-d block one row) laid out
+// along the diagonal of zeros; the result has the promoted dtype of all blocks.
+Outs block_diag_rule(Call& call) {
+  const auto list = call.args[0].toTensorList();
+  const auto unwrapped = call.tensors(0);
+  std::vector<at::Tensor> blocks;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  at::ScalarType dtype = list.size() > 0 ? list.get(0).scalar_type() : at::kFloat;
+  for (size_t k = 0; k < unwrapped.size(); ++k) {
+    const at::Tensor logical = list[k];
+    dtype = at::promote_types(dtype, logical.scalar_type());
+    auto b = axis::materialize(unwrapped[k].first, unwrapped[k].second, call.batch_size);
+    if (logical.dim() == 0) b = b.view({call.batch_size, 1, 1});
+    if (logical.dim() == 1) b = b.unsqueeze(1);
+    rows += b.size(1);
+    cols += b.size(2);
+    blocks.push_back(b);
+  }
+  auto out = at::zeros({call.batch_size, rows, cols}, unwrapped.at(0).first.options().dtype(dtype));
+  int64_t r = 0;
+  int64_t c = 0;
+  for (const auto& b : blocks) {
+    out.narrow(1, r, b.size(1)).narrow(2, c, b.size(2)).copy_(b);
+    r += b.size(1);
+    c += b.size(2);
+  }
+  return {{out, 0}};
+}
+
+// _trilinear (bilinear's kernel): every dim argument refers to the common
+// expanded rank, which the front batch dim extends by one.
+Outs trilinear_rule(Call& call) {
+  auto args = call.args;
+  for (size_t i = 0; i < 3; ++i) {
+    auto [value, bdim] = call.tensor(i);
+    args[i] = axis::materialize(value, bdim, call.batch_size);
+  }
+  for (size_t i = 3; i < 7; ++i) {
+    auto dims = call.args[i].toDimVector();
+    for (auto& d : dims) d += 1;
+    args[i] = c10::IValue(c10::IntArrayRef(dims));
+  }
+  args[7] = call.args[7].toInt() + 1;
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
 } // namespace
 
 void add_linalg_rules(std::vector<RuleEntry>& t) {
@@ -68,6 +126,9 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
   t.push_back({"baddbmm", &baddbmm_rule});
   t.push_back({"trace", &trace_rule});
   t.push_back({"_linalg_check_errors", &linalg_check_errors_rule});
+  t.push_back({"linalg_lstsq", &lstsq_rule});
+  t.push_back({"block_diag", &block_diag_rule});
+  t.push_back({"_trilinear", &trilinear_rule});
   for (const char* op : {"linalg_inv_ex", "_linalg_det", "linalg_cholesky_ex", "_linalg_solve_ex",
                          "linalg_qr", "_linalg_eigh", "_linalg_svd", "linalg_lu_factor_ex", "linalg_lu",
                          "triangular_solve", "linalg_solve_triangular", "cholesky_solve",
@@ -76,7 +137,7 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
                          "cholesky_inverse", "linalg_ldl_factor_ex", "cholesky", "logdet",
                          "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle", "_cdist_forward",
                          "linalg_cross", "_fft_r2c", "_fft_c2c", "_fft_c2r",
-                         "linalg_pinv.atol_rtol_tensor", "linalg_lstsq", "geqrf", "ormqr",
+                         "linalg_pinv.atol_rtol_tensor", "geqrf", "ormqr",
                          "select_scatter", "slice_scatter", "diagonal_scatter"}) {
     t.push_back({op, &dim_rule});
   }

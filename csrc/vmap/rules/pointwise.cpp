@@ -110,14 +110,37 @@ Outs pointwise_rule(Call& call) {
   return outs;
 }
 
+// Pointwise kernels that do not broadcast (gelu_backward's oneDNN path): every
+// operand expanded to the common physical shape first.
+Outs expanded_pointwise_rule(Call& call) {
+  int64_t rank = 0;
+  for (const auto& a : call.args) {
+    if (a.isTensor()) rank = std::max<int64_t>(rank, a.toTensor().dim());
+  }
+  torch::jit::Stack physical = call.args;
+  std::vector<at::Tensor> operands;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < call.args.size(); ++i) {
+    if (!call.args[i].isTensor()) continue;
+    auto [value, bdim] = call.tensor(i);
+    operands.push_back(axis::pad_to_rank(axis::materialize(value, bdim, call.batch_size), rank));
+    where.push_back(i);
+  }
+  auto shape = at::infer_size_dimvector(operands[0].sizes(), operands[0].sizes());
+  for (const auto& t : operands) shape = at::infer_size_dimvector(shape, t.sizes());
+  for (size_t k = 0; k < where.size(); ++k) physical[where[k]] = operands[k].expand(shape);
+  return {{call.call_below(std::move(physical))[0], 0}};
+}
+
 // masked_fill with a tensor value: the value must be 0-dim, which a batched
-// value is not physically, so the fill becomes a where.
+// value is not physically, so the fill becomes a where. The result broadcasts
+// self against the mask.
 Outs masked_fill_tensor_rule(Call& call) {
-  const int64_t rank = call.args[0].toTensor().dim();
+  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
   auto [self, self_bdim] = call.tensor(0);
   auto [mask, mask_bdim] = call.tensor(1);
   auto [value, value_bdim] = call.tensor(2);
-  auto s = self_bdim ? axis::bdim_to_front(self, self_bdim) : self;
+  auto s = self_bdim ? axis::pad_to_rank(axis::bdim_to_front(self, self_bdim), rank) : self;
   auto m = mask_bdim ? axis::pad_to_rank(axis::bdim_to_front(mask, mask_bdim), rank) : mask;
   auto v = value_bdim ? axis::pad_to_rank(axis::bdim_to_front(value, value_bdim), rank) : value;
   auto filled = at::where(m, v.to(s.scalar_type()), s);
@@ -129,21 +152,53 @@ Outs masked_fill_tensor_rule(Call& call) {
   return {{filled, 0}};
 }
 
+// _to_copy/clone into channels_last: the format is defined for the example's
+// rank (4 or 5), not the physical one. Each example gets the format's strides,
+// examples one after another.
+Outs memory_format_rule(Call& call) {
+  const auto& sargs = call.schema().arguments();
+  size_t format_arg = 0;
+  for (size_t i = 0; i < sargs.size(); ++i) {
+    if (sargs[i].name() == "memory_format") format_arg = i;
+  }
+  const auto& arg = call.args[format_arg];
+  const auto format = arg.isNone() ? at::MemoryFormat::Preserve : arg.toMemoryFormat();
+  if (format != at::MemoryFormat::ChannelsLast && format != at::MemoryFormat::ChannelsLast3d) {
+    return pointwise_rule(call);
+  }
+  auto args = call.args;
+  args[format_arg] = c10::IValue();
+  auto [value, bdim] = call.tensor(0);
+  args[0] = axis::bdim_to_front(value, bdim);
+  auto converted = call.call_below(std::move(args))[0].toTensor();
+  const auto& logical = call.args[0].toTensor();
+  auto strides = at::empty(logical.sizes(), at::TensorOptions().device(at::kMeta).memory_format(format)).strides().vec();
+  auto sizes = converted.sizes().vec();
+  strides.insert(strides.begin(), std::max<int64_t>(logical.numel(), 1));
+  auto out = at::empty_strided(sizes, strides, converted.options());
+  out.copy_(converted);
+  return {{out, 0}};
+}
+
 void add_pointwise_rules(std::vector<RuleEntry>& t) {
+  t.push_back({"_to_copy", &memory_format_rule});
+  t.push_back({"gelu_backward", &expanded_pointwise_rule});
+  t.push_back({"clone", &memory_format_rule});
   t.push_back({"masked_fill.Tensor", &masked_fill_tensor_rule});
   t.push_back({"masked_fill_.Tensor", &masked_fill_tensor_rule});
   // Untagged ops that broadcast their tensor operands like pointwise ops.
   for (const char* op : {"copy_", "zero_", "fill_.Scalar", "masked_fill.Scalar",
                          "masked_fill_.Scalar", "where.self", "lerp.Scalar", "lerp.Tensor",
-                         "_to_copy", "clone", "detach", "alias", "lift_fresh", "positive",
+                         "detach", "alias", "lift_fresh", "positive",
                          "_conj", "_neg_view", "resolve_conj", "resolve_neg", "_conj_physical",
                          "threshold_backward", "sigmoid_backward", "tanh_backward",
-                         "silu_backward", "gelu_backward", "hardtanh_backward", "elu_backward",
+                         "silu_backward", "hardtanh_backward", "elu_backward",
                          "leaky_relu_backward", "softplus_backward", "hardsigmoid_backward",
                          "hardswish_backward", "mish_backward", "logit_backward",
                          "log_sigmoid_forward", "log_sigmoid_backward", "rsub.Tensor", "rsub.Scalar",
                          "floor_divide", "hardswish", "alias_copy", "complex", "polar", "isnan", "isinf", "isfinite", "sign", "nan_to_num", "bitwise_not",
-                         "logical_not", "abs", "neg", "reciprocal", "sqrt", "rsqrt", "exp", "log"}) {
+                         "logical_not", "abs", "neg", "reciprocal", "sqrt", "rsqrt", "exp", "log",
+                         "softshrink_backward", "hardshrink_backward", "fill.Scalar"}) {
     t.push_back({op, &pointwise_rule});
   }
 }
