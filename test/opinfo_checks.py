@@ -30,7 +30,7 @@ from opinfo_utils import (
 _RANDOM = "draws random numbers, so a loop cannot reproduce it under vmap"
 
 
-def _single_threaded(check: Callable) -> Callable:
+def single_threaded(check: Callable) -> Callable:
     @functools.wraps(check)
     def wrapper(*args, **kwargs):
         threads = torch.get_num_threads()
@@ -118,7 +118,7 @@ def _compare_with_loop(tally: _Tally, fn: Callable, reference_fn: Callable,
 # --- vmap ------------------------------------------------------------------------------------
 
 
-@_single_threaded
+@single_threaded
 def check_vmap(op, allow_fallback: bool = True) -> int:
     """vmap(op) over every batch-dim placement against the per-example loop."""
     tally = _Tally()
@@ -133,7 +133,7 @@ def check_vmap(op, allow_fallback: bool = True) -> int:
     return tally.done()
 
 
-@_single_threaded
+@single_threaded
 def check_vmap_inplace(op, allow_fallback: bool = True) -> int:
     """The in-place variant under vmap.
 
@@ -214,7 +214,7 @@ def _differentiable_samples(op, tally: _Tally, versions_needed: bool = False):
         yield i, [(g, ps, outputs, s) for (g, ps), s in zip(fs, versions)]
 
 
-@_single_threaded
+@single_threaded
 def check_vjp(op, allow_fallback: bool = True) -> int:
     """vjp(f) against torch.autograd.grad: the primal outputs and the cotangent pullback.
 
@@ -237,7 +237,7 @@ def check_vjp(op, allow_fallback: bool = True) -> int:
     return tally.done()
 
 
-@_single_threaded
+@single_threaded
 def check_vmapvjp(op, allow_fallback: bool = True) -> int:
     """vmap over vjp (per-example gradients) against a loop of torch.autograd.grad.
 
@@ -269,7 +269,7 @@ def check_vmapvjp(op, allow_fallback: bool = True) -> int:
 MAX_JACOBIAN_ROWS = 1000
 
 
-@_single_threaded
+@single_threaded
 def check_jacrev(op, allow_fallback: bool = True) -> int:
     """jacrev with respect to every primal against torch.autograd.functional.jacobian."""
     tally, tol = _Tally(), tolerance(op, AUTODIFF_TOL)

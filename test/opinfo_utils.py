@@ -121,20 +121,21 @@ def select_ops(scope: str = "all", filter: Optional[Callable] = None) -> list:
 
 
 # Which OpInfos each pytest test runs, from the environment variable TORCHFUNC_OPINFO_OPS:
-#   "default": all of op_db for the cheap tests (vmap, vmap in place, vjp) and
-#              SAMPLE_OPS for the expensive ones (vmapvjp, jacrev);
+#   "default": all of op_db for the tests that are cheap enough or whose pass rate
+#              over op_db is a goal (vmap, vmap in place, vjp, jvp, vjp(vjp), jacfwd)
+#              and SAMPLE_OPS for the others (vmapvjp, jacrev, vmapjvp, jvpvjp);
 #   "all":     all of op_db everywhere;   "sample": SAMPLE_OPS everywhere.
 OPS_SCOPE = os.environ.get("TORCHFUNC_OPINFO_OPS", "default")
-_CHEAP_TESTS = ("vmap", "vmap_inplace", "vjp")
+_ALL_OPS_TESTS = ("vmap", "vmap_inplace", "vjp", "jvp", "vjpvjp", "jacfwd")
 
 
 def ops_for(test: str) -> list:
-    """The OpInfos a test ('vmap', 'vmap_inplace', 'vjp', 'vmapvjp', 'jacrev') runs."""
+    """The OpInfos a test ('vmap', 'jacfwd', ...: the keys of the CHECKS tables) runs."""
     if OPS_SCOPE not in ("default", "all", "sample"):
         raise ValueError(f"TORCHFUNC_OPINFO_OPS must be default, all or sample, "
                          f"not {OPS_SCOPE!r}")
     if OPS_SCOPE == "default":
-        return select_ops("all" if test in _CHEAP_TESTS else "sample")
+        return select_ops("all" if test in _ALL_OPS_TESTS else "sample")
     return select_ops(OPS_SCOPE)
 
 

@@ -20,20 +20,14 @@ from opinfo_utils import UNCOMPARABLE, Table, ops_for, parametrize_ops, run_chec
 VJP_XFAILS = Table(
     xfail("nn.functional.ctc_loss", reason="its composite kernel reads the data pointer of the "
           "(GradTensor) lengths tensors, which have no storage"),
-    xfail("tensor_split", reason="its composite kernel reads the data pointer of the (GradTensor) "
-          "indices tensor, which has no storage"),
     xfail("sparse.mm", "reduce", reason="sparse CSR tensors cannot be wrapped as GradTensors (no strides)"),
     xfail("sparse.sampled_addmm", reason="sparse CSR tensors cannot be wrapped as GradTensors (no strides)"),
     xfail("to_sparse", reason="sparse outputs are not supported: the GradTensor of a sparse result is strided"),
     base=[UNCOMPARABLE])
 VMAPVJP_XFAILS = Table(
-    xfail("gather", reason="known bug: 0-dim self with a 1-element index gives a wrongly shaped result under vmap"),
-    xfail("masked_fill", reason="known bug: a batch-size mismatch in masked_fill with a batched tensor value under vmap of the backward"),
     xfail("nn.functional.batch_norm", reason="training mode updates unbatched running stats once per example: refused, as torch.func does"),
-    xfail("nn.functional.gelu", reason="oneDNN rejects the stride-0 (expanded) tensors the batched backward passes to gelu_backward"),
     base=[UNCOMPARABLE])
 JACREV_XFAILS = Table(
-    xfail("nn.functional.gelu", reason="oneDNN rejects the stride-0 (expanded) tensors the batched backward passes to gelu_backward"),
     base=[UNCOMPARABLE])
 # Ops that work but only through the slow per-example fallback. A failure with the
 # fallback is also one without it, so these tables extend the ones above.

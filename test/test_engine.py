@@ -98,6 +98,38 @@ class TestMessages(expecttest.TestCase):
             grad(lambda t: captured.add_(t).sum())(torch.randn(3))
         self.assertExpectedInline(str(ctx.exception), """grad: aten::add_.Tensor writes in place into a tensor that the transformed function captured from outside (it is not an input of the function). Pass the tensor as an input, or clone it inside the function before writing to it.""")
 
+    def test_inplace_metadata_change_without_rule(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t: t.as_strided_((2,), (1,)))(torch.randn(3, 4))
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::as_strided_ has no batching rule, and the per-example fallback cannot run it because it changes the shape or strides of its input in place. Please file an issue with torchfunc.""")
+
+    def test_resize_of_interleaved_examples(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t: t.resize_(2, 3), in_dims=1)(torch.randn(6, 4))
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::resize_ to a new shape needs each example to be contiguous (the batch dim at 0 of a contiguous tensor), but this one is batched along dim 1 of a tensor with strides [4, 1]. Resize a copy instead: x = x.clone(memory_format=torch.contiguous_format) inside the function, or vmap with in_dims=0 over a contiguous input.""")
+
+    def test_resize_of_a_contiguous_clone_works(self):
+        x = torch.randn(6, 4)
+        out = vmap(lambda t: t.clone(memory_format=torch.contiguous_format).resize_(2, 3), in_dims=1)(x)
+        torch.testing.assert_close(out, x.t().reshape(4, 2, 3))
+
+
+def test_resize_keeps_each_examples_leading_elements():
+    x = torch.randn(4, 6)
+    expected = torch.stack([r.clone().resize_(2, 2) for r in x])
+    torch.testing.assert_close(vmap(lambda t: t.resize_(2, 2))(x.clone()), expected)
+    torch.testing.assert_close(vmap(lambda t: t.resize_(3, 2))(x.clone()), x.view(4, 3, 2))
+
+
+def test_masked_select_with_an_unbatched_mask_has_a_rule():
+    x, mask = torch.randn(3, 4, 5), torch.rand(4, 5) > 0.5
+    _C.set_fallback_enabled(False)
+    try:
+        out = vmap(lambda t: t.masked_select(mask))(x)
+    finally:
+        _C.set_fallback_enabled(True)
+    torch.testing.assert_close(out, torch.stack([r.masked_select(mask) for r in x]))
+
 
 def test_fallback_is_correct_counted_and_warns_only_when_asked():
     x = torch.randn(3, 10)

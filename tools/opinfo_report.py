@@ -2,7 +2,8 @@
 """Pass rates of the transforms over OpInfos, without pytest.
 
 Runs each transform check of test/opinfo_checks.py (vmap, vmap_inplace, vjp,
-vmapvjp, jacrev) over the float32 OpInfos of op_db, once with the slow
+vmapvjp, jacrev) and test/opinfo_forward_checks.py (jvp, vmapjvp, jvpvjp, vjpvjp,
+jacfwd) over the float32 OpInfos of op_db, once with the slow
 per-example fallback enabled and once with it disabled, and prints pass / fail /
 error / skip counts per transform, for all of op_db and for SAMPLE_OPS. A case
 is one OpInfo under one transform; the pass rate is passes over the cases that
@@ -14,6 +15,7 @@ tables of the pytest suites are not consulted: this measures raw behaviour.
     python tools/opinfo_report.py --against-torch-func   # the reference, torch.func
     python tools/opinfo_report.py --ops sample --transforms vmap,vjp --json out.json
     python tools/opinfo_report.py -k conv --list         # list what does not pass
+    python tools/opinfo_report.py --transforms jvp,jacfwd --fallback off   # forward mode
 
 Everything runs in this process: if the engine crashes, --verbose shows the case
 that was running.
@@ -29,7 +31,9 @@ from pathlib import Path
 
 import torch
 
-TRANSFORMS = ("vmap", "vmap_inplace", "vjp", "vmapvjp", "jacrev")
+TRANSFORMS = ("vmap", "vmap_inplace", "vjp", "vmapvjp", "jacrev",
+              "jvp", "vmapjvp", "jvpvjp", "vjpvjp", "jacfwd")
+DEFAULT_TRANSFORMS = ("vmap", "vmap_inplace", "vjp", "vmapvjp", "jacrev")
 STATUSES = ("pass", "fail", "error", "skip")
 
 
@@ -39,8 +43,9 @@ def parse_args(argv):
                    help="measure torch.func, the reference, instead of torchfunc")
     p.add_argument("--ops", choices=("all", "sample"), default="all",
                    help="all of op_db (also summarized over SAMPLE_OPS), or SAMPLE_OPS only")
-    p.add_argument("--transforms", default=",".join(TRANSFORMS),
-                   help=f"comma-separated subset of {','.join(TRANSFORMS)}")
+    p.add_argument("--transforms", default=",".join(DEFAULT_TRANSFORMS),
+                   help=f"comma-separated subset of {','.join(TRANSFORMS)} "
+                        f"(default {','.join(DEFAULT_TRANSFORMS)})")
     p.add_argument("--fallback", choices=("both", "on", "off"), default="both",
                    help="run with the fallback enabled, disabled, or both (default)")
     p.add_argument("-k", dest="keyword", default="",
@@ -148,6 +153,8 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     import opinfo_utils as U
     from opinfo_checks import CHECKS
+    from opinfo_forward_checks import FORWARD_CHECKS
+    checks = {**CHECKS, **FORWARD_CHECKS}
 
     keep = (lambda op: args.keyword in U.op_id(op)) if args.keyword else None
     ops = U.select_ops(args.ops, filter=keep)
@@ -169,7 +176,7 @@ def main(argv=None) -> int:
                 if args.verbose:
                     print(f"  {transform} {mode} {U.op_id(op)} ...", end=" ", flush=True)
                 results[U.op_id(op)] = run_case(
-                    U, CHECKS[transform], op, allow_fallback=(mode == "fallback"))
+                    U, checks[transform], op, allow_fallback=(mode == "fallback"))
                 if args.verbose:
                     print(results[U.op_id(op)]["status"], flush=True)
             runs[transform][mode] = results
