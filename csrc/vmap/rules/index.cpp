@@ -257,24 +257,36 @@ Outs put_rule(Call& call) {
   return write_back_if_inplace(call, out.view(sizes));
 }
 
+// Tensor argument 0 and the mask (argument 1) broadcast against each other, as
+// [B, numel] each, and the broadcast physical shape.
+struct Masked {
+  at::Tensor values;
+  at::Tensor mask;
+  std::vector<int64_t> sizes;
+};
+
+Masked broadcast_with_mask(const Call& call) {
+  auto [value, value_bdim] = call.tensor(0);
+  auto [mask, mask_bdim] = call.tensor(1);
+  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
+  auto v = axis::pad_to_rank(axis::materialize(value, value_bdim, call.batch_size), rank);
+  auto m = axis::pad_to_rank(axis::materialize(mask, mask_bdim, call.batch_size), rank);
+  auto sizes = at::infer_size(v.sizes(), m.sizes());
+  return {v.expand(sizes).reshape({call.batch_size, -1}), m.expand(sizes).reshape({call.batch_size, -1}),
+          sizes};
+}
+
 // The k-th selected element of an example takes the k-th element of its source:
 // the running count of the mask picks the source element, with no data-dependent shape.
 Outs masked_scatter_rule(Call& call) {
-  auto [self, self_bdim] = call.tensor(0);
-  auto [mask, mask_bdim] = call.tensor(1);
-  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
-  auto s = axis::pad_to_rank(axis::materialize(self, self_bdim, call.batch_size), rank);
-  auto m = axis::pad_to_rank(axis::materialize(mask, mask_bdim, call.batch_size), rank);
-  auto sizes = at::infer_size(s.sizes(), m.sizes());
-  s = s.expand(sizes);
-  m = m.expand(sizes).reshape({call.batch_size, -1});
+  auto [s, m, sizes] = broadcast_with_mask(call);
   auto source = flat_examples(call, 2).to(s.scalar_type());
   auto count = at::cumsum(m, 1);
   TORCH_CHECK(count.numel() == 0 || count.select(1, -1).max().item<int64_t>() <= source.size(1),
               "masked_scatter: the mask selects more elements than the source has (", source.size(1), ")");
   auto picked = source.size(1) > 0 ? at::gather(source, 1, (count - 1).clamp_min(0))
                                    : at::zeros(m.sizes(), s.options());
-  return write_back_if_inplace(call, at::where(m, picked, s.reshape({call.batch_size, -1})).view(sizes));
+  return write_back_if_inplace(call, at::where(m, picked, s).view(sizes));
 }
 
 // With an unbatched mask every example selects the same positions, so the
@@ -296,14 +308,7 @@ Outs masked_select_rule(Call& call) {
 // The gradient of masked_scatter's source: the selected elements of the gradient
 // in order, zero-padded to the source's size.
 Outs masked_scatter_backward_rule(Call& call) {
-  auto [grad, grad_bdim] = call.tensor(0);
-  auto [mask, mask_bdim] = call.tensor(1);
-  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
-  auto g = axis::pad_to_rank(axis::materialize(grad, grad_bdim, call.batch_size), rank);
-  auto m = axis::pad_to_rank(axis::materialize(mask, mask_bdim, call.batch_size), rank);
-  auto shape = at::infer_size(g.sizes(), m.sizes());
-  auto gf = g.expand(shape).reshape({call.batch_size, -1});
-  auto mf = m.expand(shape).reshape({call.batch_size, -1});
+  auto [gf, mf, shape] = broadcast_with_mask(call);
   auto sizes = call.args[2].toDimVector();
   int64_t numel = 1;
   for (auto s : sizes) numel *= s;
