@@ -55,6 +55,39 @@ Outs linalg_check_errors_rule(Call& call) {
   return {};
 }
 
+// The CPU kernel views its input as a batch of matrices, which fails for the
+// strides a batch dim moved to the front can have: it gets a contiguous input.
+Outs matrix_exp_rule(Call& call) {
+  return {{at::linalg_matrix_exp(front(call, 0).contiguous()), 0}};
+}
+
+// Tensor argument i batched at the front and padded to logical rank `rank`, so that
+// it broadcasts against operands of that rank; unbatched ones broadcast as they are.
+at::Tensor broadcastable(const Call& call, size_t i, int64_t rank) {
+  auto [value, bdim] = call.tensor(i);
+  return bdim.has_value() ? axis::pad_to_rank(axis::bdim_to_front(value, bdim), rank) : value;
+}
+
+// cdist (and its mm path, _euclidean_dist) broadcasts the batch dims of x1 and x2,
+// which may differ in rank.
+Outs cdist_forward_rule(Call& call) {
+  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
+  auto args = call.args;
+  for (size_t i : {size_t{0}, size_t{1}}) args[i] = broadcastable(call, i, rank);
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
+// atol and rtol broadcast against the batch dims of the input (all but the last two).
+Outs pinv_rule(Call& call) {
+  const int64_t batch_rank = std::max<int64_t>(call.args[0].toTensor().dim() - 2, 0);
+  auto args = call.args;
+  args[0] = axis::materialize(call.tensor(0).first, call.tensor(0).second, call.batch_size);
+  for (size_t i : {size_t{1}, size_t{2}}) {
+    if (args[i].isTensor() && args[i].toTensor().defined()) args[i] = broadcastable(call, i, batch_rank);
+  }
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
 // linalg_lstsq leaves residuals, rank and singular values empty ([0]) when the
 // driver does not compute them, whatever the batch dims: each example's [0].
 Outs lstsq_rule(Call& call) {
@@ -127,17 +160,21 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
   t.push_back({"trace", &trace_rule});
   t.push_back({"_linalg_check_errors", &linalg_check_errors_rule});
   t.push_back({"linalg_lstsq", &lstsq_rule});
+  t.push_back({"linalg_matrix_exp", &matrix_exp_rule});
+  t.push_back({"_cdist_forward", &cdist_forward_rule});
+  t.push_back({"_euclidean_dist", &cdist_forward_rule});
+  t.push_back({"linalg_pinv.atol_rtol_tensor", &pinv_rule});
   t.push_back({"block_diag", &block_diag_rule});
   t.push_back({"_trilinear", &trilinear_rule});
   for (const char* op : {"linalg_inv_ex", "_linalg_det", "linalg_cholesky_ex", "_linalg_solve_ex",
                          "linalg_qr", "_linalg_eigh", "_linalg_svd", "linalg_lu_factor_ex", "linalg_lu",
                          "triangular_solve", "linalg_solve_triangular", "cholesky_solve",
-                         "_linalg_slogdet", "tril", "triu", "linalg_matrix_exp", "linalg_eig",
+                         "_linalg_slogdet", "tril", "triu", "linalg_eig",
                          "linalg_householder_product", "linalg_lu_solve", "lu_unpack",
                          "cholesky_inverse", "linalg_ldl_factor_ex", "cholesky", "logdet",
-                         "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle", "_cdist_forward",
+                         "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle",
                          "linalg_cross", "_fft_r2c", "_fft_c2c", "_fft_c2r",
-                         "linalg_pinv.atol_rtol_tensor", "geqrf", "ormqr",
+                         "geqrf", "ormqr",
                          "select_scatter", "slice_scatter", "diagonal_scatter"}) {
     t.push_back({op, &dim_rule});
   }

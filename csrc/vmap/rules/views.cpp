@@ -61,6 +61,17 @@ Outs size_rule(Call& call) {
   return {{std::move(results[0]), 0}};
 }
 
+// NOTE [_unsafe_view of batched results]
+// Composite kernels call _unsafe_view on a result they just computed, trusting it to
+// be contiguous as an eager result is. A batched result need not be: a pointwise op
+// over operands batched along different dims lays its physical value out like its
+// operands. So the batched _unsafe_view is a reshape (a copy only where needed).
+Outs unsafe_view_rule(Call& call) {
+  auto sizes = call.args[1].toDimVector();
+  sizes.insert(sizes.begin(), call.batch_size);
+  return {{front(call).reshape(sizes), 0}};
+}
+
 Outs expand_rule(Call& call) {
   auto sizes = call.args[1].toDimVector();
   auto x = axis::pad_to_rank(front(call), static_cast<int64_t>(sizes.size()));
@@ -278,7 +289,8 @@ void add_view_rules(std::vector<RuleEntry>& t) {
                          "view_as_real"}) {
     t.push_back({op, &view_dim_rule});
   }
-  for (const char* op : {"view", "_unsafe_view", "view_copy", "_reshape_copy", "reshape"}) {
+  t.push_back({"_unsafe_view", &unsafe_view_rule});
+  for (const char* op : {"view", "view_copy", "_reshape_copy", "reshape"}) {
     t.push_back({op, &size_rule});
   }
   t.push_back({"expand", &expand_rule});
