@@ -73,8 +73,10 @@ std::string no_fallback_possible(const std::string& op_name, const std::string& 
 
 std::string storage_access(const char* tensor_kind) {
   return std::string("torchfunc: cannot access the storage of a ") + tensor_kind +
-         " (for example through .data_ptr(), .numpy() or .storage()) inside a transform. "
-         "Return the tensor from the transformed function and use it outside.";
+         " inside a transform: it has none of its own (for example .data_ptr(), .numpy(), .storage(), "
+         "or an op that reads the values of a tensor argument, such as tensor_split with tensor "
+         "indices). Return the tensor from the transformed function and use it outside, or pass "
+         "such arguments as Python values.";
 }
 
 std::string mutation_of_captured(const std::string& transform, const std::string& op_name) {

@@ -98,6 +98,16 @@ class TestMessages(expecttest.TestCase):
             grad(lambda t: captured.add_(t).sum())(torch.randn(3))
         self.assertExpectedInline(str(ctx.exception), """grad: aten::add_.Tensor writes in place into a tensor that the transformed function captured from outside (it is not an input of the function). Pass the tensor as an input, or clone it inside the function before writing to it.""")
 
+    def test_storage_of_a_batched_tensor(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t, i: torch.tensor_split(t, i))(torch.randn(3, 6), torch.tensor([[1, 3]] * 3))
+        self.assertExpectedInline(str(ctx.exception), """torchfunc: cannot access the storage of a BatchedTensor inside a transform: it has none of its own (for example .data_ptr(), .numpy(), .storage(), or an op that reads the values of a tensor argument, such as tensor_split with tensor indices). Return the tensor from the transformed function and use it outside, or pass such arguments as Python values.""")
+
+    def test_storage_of_a_grad_tensor(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            grad(lambda t: t.sum() + t.detach().numpy().sum())(torch.randn(3))
+        self.assertExpectedInline(str(ctx.exception), """torchfunc: cannot access the storage of a GradTensor inside a transform: it has none of its own (for example .data_ptr(), .numpy(), .storage(), or an op that reads the values of a tensor argument, such as tensor_split with tensor indices). Return the tensor from the transformed function and use it outside, or pass such arguments as Python values.""")
+
     def test_inplace_metadata_change_without_rule(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t: t.as_strided_((2,), (1,)))(torch.randn(3, 4))

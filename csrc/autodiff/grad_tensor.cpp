@@ -1,5 +1,6 @@
 #include "grad_tensor.h"
 
+#include "../errors.h"
 #include "../keys.h"
 #include "../stack.h"
 
@@ -11,7 +12,7 @@ GradTensorImpl::GradTensorImpl(at::Tensor value, int64_t level, std::shared_ptr<
       level_(level),
       alive_(std::move(alive)),
       is_immutable_(is_immutable) {
-  set_storage_access_should_throw();
+  release_storage_and_set_meta_custom_data_ptr_error_msg_(errors::storage_access("GradTensor"));
   refresh_metadata();
 }
 

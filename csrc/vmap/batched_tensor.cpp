@@ -16,7 +16,7 @@ BatchedTensorImpl::BatchedTensorImpl(at::Tensor value, int64_t bdim, int64_t lev
       bdim_(bdim),
       level_(level),
       alive_(std::move(alive)) {
-  set_storage_access_should_throw();
+  release_storage_and_set_meta_custom_data_ptr_error_msg_(errors::storage_access("BatchedTensor"));
   set_custom_sizes_strides(c10::TensorImpl::SizesStridesPolicy::CustomStrides);
   refresh_metadata();
 }
