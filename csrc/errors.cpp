@@ -1,5 +1,7 @@
 #include "errors.h"
 
+#include <sstream>
+
 namespace torchfunc::errors {
 
 std::string escaped_tensor() {
@@ -77,6 +79,16 @@ std::string storage_access(const char* tensor_kind) {
          "or an op that reads the values of a tensor argument, such as tensor_split with tensor "
          "indices). Return the tensor from the transformed function and use it outside, or pass "
          "such arguments as Python values.";
+}
+
+std::string ragged_outputs(const std::string& op_name, size_t output, c10::IntArrayRef first,
+                           c10::IntArrayRef other) {
+  std::ostringstream out;
+  out << "vmap: " << op_name << " has no batching rule, and running it once per example gave its output "
+      << output << " a different shape per example (" << first << " for one, " << other
+      << " for another), which cannot be stacked into one batched tensor: the shape depends on the "
+         "values of a batched input. Keep that input unbatched (in_dims=None) or call the op outside vmap.";
+  return out.str();
 }
 
 std::string mutation_of_captured(const std::string& transform, const std::string& op_name) {

@@ -1,6 +1,9 @@
 #pragma once
 // User-facing error texts of the engine, in one place. Each says what happened,
 // why the transform cannot do it, and what to write instead.
+#include <c10/util/ArrayRef.h>
+
+#include <cstdint>
 #include <string>
 
 namespace torchfunc::errors {
@@ -17,6 +20,9 @@ std::string data_dependent(const std::string& op_name);
 std::string fallback_disabled(const std::string& op_name);
 std::string no_fallback_possible(const std::string& op_name, const std::string& why);
 std::string storage_access(const char* tensor_kind);
+// The per-example loop got outputs of different shapes for different examples.
+std::string ragged_outputs(const std::string& op_name, size_t output, c10::IntArrayRef first,
+                           c10::IntArrayRef other);
 std::string mutation_of_captured(const std::string& transform, const std::string& op_name);
 
 } // namespace torchfunc::errors

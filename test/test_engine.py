@@ -108,6 +108,23 @@ class TestMessages(expecttest.TestCase):
             grad(lambda t: t.sum() + t.detach().numpy().sum())(torch.randn(3))
         self.assertExpectedInline(str(ctx.exception), """torchfunc: cannot access the storage of a GradTensor inside a transform: it has none of its own (for example .data_ptr(), .numpy(), .storage(), or an op that reads the values of a tensor argument, such as tensor_split with tensor indices). Return the tensor from the transformed function and use it outside, or pass such arguments as Python values.""")
 
+    def test_loop_outputs_of_different_shapes(self):
+        log_probs = torch.randn(10, 2, 5).log_softmax(-1)
+        targets = torch.randint(1, 5, (2, 4))
+        input_lengths = torch.tensor([10, 10])
+
+        def alpha(target_lengths):
+            return torch.ops.aten._ctc_loss.Tensor(log_probs, targets, input_lengths, target_lengths)[1]
+
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(alpha)(torch.tensor([[4, 3], [2, 2]]))
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::_ctc_loss.Tensor has no batching rule, and running it once per example gave its output 1 a different shape per example ([2, 10, 9] for one, [2, 10, 5] for another), which cannot be stacked into one batched tensor: the shape depends on the values of a batched input. Keep that input unbatched (in_dims=None) or call the op outside vmap.""")
+
+    def test_batched_boolean_mask_index(self):
+        with self.assertRaises(RuntimeError) as ctx:
+            vmap(lambda t, m: t[m])(torch.randn(3, 5), torch.rand(3, 5) > 0.5)
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::index.Tensor needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")
+
     def test_inplace_metadata_change_without_rule(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t: t.as_strided_((2,), (1,)))(torch.randn(3, 4))

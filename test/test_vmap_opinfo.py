@@ -13,7 +13,7 @@ from opinfo_utils import UNCOMPARABLE, Table, ops_for, parametrize_ops, run_chec
 # Expected failures of torchfunc, each with a reason: xfail(name, variant, reason=...).
 # The reasons were drafted from the failures by tools/xfail_suggester.py.
 VMAP_XFAILS = Table(
-    xfail("__getitem__", reason="The shape of the mask [3, 5] at index 0 does not match the shape of the indexed tensor [3, 5, 5, 5] at index 1"),
+    xfail("__getitem__", reason="a batched boolean mask selects a different number of elements per example: data-dependent, refused with a clear error"),
     xfail("_batch_norm_with_update", reason="vmap: aten::_batch_norm_with_update has no batching rule, and the per-example fallback cannot run it because i"),
     xfail("_native_batch_norm_legit", reason="vmap: aten::_native_batch_norm_legit has no batching rule, and the per-example fallback cannot run it because "),
     xfail("allclose", reason="data-dependent: aten::allclose needs the value of a batched tensor"),
@@ -31,7 +31,7 @@ VMAP_XFAILS = Table(
     xfail("native_batch_norm", reason="vmap: batch norm in training mode would update its running_mean/running_var once per example, but they are not"),
     xfail("native_group_norm", reason="the loop reference is wrong: torch's CPU native_group_norm reads a non-contiguous weight (sliced along dim 1) as if contiguous; torchfunc gives the contiguous-weight result"),
     xfail("nn.functional.batch_norm", reason="vmap: batch norm in training mode would update its running_mean/running_var once per example, but they are not"),
-    xfail("nn.functional.ctc_loss", reason="stack expects each tensor to be equal size, but got [16, 50, 59] at entry 0 and [16, 50, 55] at entry 1"),
+    xfail("nn.functional.ctc_loss", reason="with batched target lengths the per-example outputs differ in shape (data-dependent), refused with a clear error"),
     xfail("nn.functional.embedding", reason="aten::embedding_renorm_ writes a batched value into an unbatched tensor"),
     xfail("nn.functional.embedding_bag", reason="aten::embedding_renorm_ writes a batched value into an unbatched tensor"),
     xfail("nn.functional.gaussian_nll_loss", reason="data-dependent: aten::is_nonzero needs the value of a batched tensor"),

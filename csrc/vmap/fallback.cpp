@@ -84,9 +84,14 @@ Outs loop_rule(Call& call) {
     return {{call.args[0], std::nullopt}};
   }
   Outs outs;
-  for (auto& per_example : results) {
+  for (size_t r = 0; r < num_returns; ++r) {
+    const auto& per_example = results[r];
     // Outputs an op leaves undefined (masked-out gradients) stay undefined.
     const bool defined = per_example.front().defined();
+    for (const auto& t : per_example) {
+      TORCH_CHECK(!defined || t.sizes() == per_example.front().sizes(),
+                  errors::ragged_outputs(name, r, per_example.front().sizes(), t.sizes()));
+    }
     outs.push_back({defined ? at::stack(per_example) : at::Tensor(), 0});
   }
   return outs;

@@ -76,7 +76,11 @@ Outs index_rule(Call& call) {
     const std::optional<at::Tensor> idx = indices[i];
     if (idx.has_value() && idx->defined()) {
       positions.push_back(i);
-      any_batched |= batched_at(*idx, call.level);
+      const bool batched = batched_at(*idx, call.level);
+      // A per-example mask selects a different number of elements per example.
+      TORCH_CHECK(!batched || (idx->scalar_type() != at::kBool && idx->scalar_type() != at::kByte),
+                  errors::data_dependent(call.name()));
+      any_batched |= batched;
       index_rank = std::max<int64_t>(index_rank, idx->dim());
     }
   }
