@@ -111,6 +111,17 @@ bool is_aten_op_name(const c10::OperatorName& name) {
   return name.name.rfind("aten::", 0) == 0;
 }
 
+// abs_, eq_.Tensor, threshold_, ...: in-place forms are often untagged while their
+// functional form is tagged pointwise; the pointwise rule serves both.
+bool is_inplace_of_pointwise(const c10::OperatorName& name) {
+  const auto& n = name.name;
+  if (n.size() < 2 || n.back() != '_' || n[n.size() - 2] == '_') {
+    return false;
+  }
+  auto functional = c10::Dispatcher::singleton().findOp({n.substr(0, n.size() - 1), name.overload_name});
+  return functional && functional->hasTag(at::Tag::pointwise);
+}
+
 } // namespace
 
 std::vector<std::string>& unknown_rule_ops() {
@@ -163,7 +174,7 @@ size_t register_rules(torch::Library& lib) {
       ++generic;
       continue;
     }
-    if (!op->hasTag(at::Tag::pointwise)) {
+    if (!op->hasTag(at::Tag::pointwise) && !is_inplace_of_pointwise(name)) {
       continue;
     }
     lib.impl(key.c_str(), torch::CppFunction::makeFromBoxedFunctor(

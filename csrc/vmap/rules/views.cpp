@@ -205,7 +205,8 @@ Outs resize_as_inplace(Call& call) {
   return resize_to(call, call.args[1].toTensor().sizes());
 }
 Outs transpose_inplace(Call& call) {
-  const auto r = std::max<int64_t>(rank(call), 1);
+  if (rank(call) == 0) return {{call.args[0], std::nullopt}}; // transposing a 0-dim example changes nothing
+  const auto r = rank(call);
   return replace_value(call, front(call).transpose(axis::physical_dim(call.args[1].toInt(), r),
                                                    axis::physical_dim(call.args[2].toInt(), r)));
 }
