@@ -108,9 +108,52 @@ Outs decompose_rule(Call& call) {
   return outs;
 }
 
+// NOTE [In-place ops through their functional form]
+// An in-place op without a rule (addmm_, cumsum_, tril_, index_add_, ...) runs its
+// functional form on the logical tensors, which meets that form's rule, and copies
+// the result into self. Like the eager op, it refuses a result that cannot be cast
+// to self's dtype; copy_ refuses one self cannot hold (a batched result into an
+// unbatched self, a shape that does not fit).
+std::optional<c10::OperatorHandle> functional_form(const c10::OperatorHandle& op) {
+  const auto& schema = op.schema();
+  const auto& name = schema.name();
+  // In-place views (as_strided_) change metadata, which no copy of values does.
+  if (!is_inplace(schema) || op.hasTag(at::Tag::inplace_view) || name.size() < 2 || name.back() != '_' ||
+      name[name.size() - 2] == '_') {
+    return std::nullopt;
+  }
+  auto functional = c10::Dispatcher::singleton().findOp({name.substr(0, name.size() - 1), schema.overload_name()});
+  if (!functional || functional->schema().returns().size() != 1) {
+    return std::nullopt;
+  }
+  // The same arguments in the same order (polygamma_(self, n) vs polygamma(n, self) differ).
+  const auto& args = schema.arguments();
+  const auto& fargs = functional->schema().arguments();
+  if (fargs.size() != args.size()) return std::nullopt;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].name() != fargs[i].name() || *args[i].type() != *fargs[i].type()) return std::nullopt;
+  }
+  return functional;
+}
+
+Outs inplace_through_functional(Call& call) {
+  const auto functional = *functional_form(call.op);
+  TORCH_CHECK(batched_at(call.args[0].toTensor(), call.level), errors::inplace_on_unbatched(call.name()));
+  torch::jit::Stack stack = call.args;
+  functional.callBoxed(stack);
+  const auto& self = call.args[0].toTensor();
+  const auto& result = stack[0].toTensor();
+  TORCH_CHECK(c10::canCast(result.scalar_type(), self.scalar_type()), "result type ", result.scalar_type(),
+              " can't be cast to the desired output type ", self.scalar_type());
+  self.copy_(result);
+  return {{call.args[0], std::nullopt}};
+}
+
 void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   if (is_composite_implicit(op)) {
     run_rule(op, stack, &decompose_rule, RuleKind::Logical);
+  } else if (functional_form(op).has_value()) {
+    run_rule(op, stack, &inplace_through_functional, RuleKind::Logical);
   } else {
     run_rule(op, stack, &loop_rule, RuleKind::Logical);
   }
