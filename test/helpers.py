@@ -17,3 +17,12 @@ def assert_same(actual, expected):
             torch.testing.assert_close(a, e)
         else:
             assert a == e
+
+
+def record_vmap_sizes(monkeypatch, C) -> list:
+    """The batch size of every vmap level pushed from now on (C: torchfunc's _C module)."""
+    pushed = []
+    push_vmap = C.push_vmap
+    monkeypatch.setattr(C, "push_vmap",
+                        lambda size, randomness: pushed.append(size) or push_vmap(size, randomness))
+    return pushed

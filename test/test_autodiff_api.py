@@ -13,7 +13,7 @@ from torchfunc.forward import jvp, linearize
 from torchfunc.jacobians import hessian, jacfwd, jacrev
 from torchfunc.vmap import vmap
 
-from helpers import Point, assert_same
+from helpers import Point, assert_same, record_vmap_sizes
 
 
 def A(*shape):
@@ -236,10 +236,7 @@ def test_jacrev_matches_torch_func(name, chunk_size, preallocate):
 @pytest.mark.parametrize("chunk_size, vmapped_batch_sizes",
                          [(None, [5]), (1, []), (2, [2, 2, 1]), (5, [5]), (9, [5])])
 def test_jacrev_chunks_the_basis(chunk_size, vmapped_batch_sizes, monkeypatch):
-    pushed = []
-    push_vmap = _C.push_vmap
-    monkeypatch.setattr(_C, "push_vmap",
-                        lambda size, randomness: pushed.append(size) or push_vmap(size, randomness))
+    pushed = record_vmap_sizes(monkeypatch, _C)
     jacrev(torch.sin, chunk_size=chunk_size)(A(5))
     assert pushed == vmapped_batch_sizes  # chunk_size=1: a plain loop, no vmap
 

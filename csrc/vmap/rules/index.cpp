@@ -7,6 +7,7 @@
 #include "../rule.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 
 namespace torchfunc {
 namespace {
@@ -314,8 +315,7 @@ Outs masked_select_rule(Call& call) {
 Outs masked_scatter_backward_rule(Call& call) {
   auto [gf, mf, shape] = broadcast_with_mask(call);
   auto sizes = call.args[2].toDimVector();
-  int64_t numel = 1;
-  for (auto s : sizes) numel *= s;
+  const int64_t numel = c10::multiply_integers(sizes);
   // Unselected elements (and selections beyond the source) land in a spare slot.
   auto slot = at::where(mf, at::cumsum(mf, 1) - 1, numel).clamp_max(numel);
   auto out = at::zeros({call.batch_size, numel + 1}, gf.options()).scatter_(1, slot, gf);

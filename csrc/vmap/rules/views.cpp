@@ -7,6 +7,7 @@
 #include "../rule.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/accumulate.h>
 
 namespace torchfunc {
 namespace {
@@ -178,8 +179,7 @@ Outs resize_to(Call& call, c10::IntArrayRef new_sizes) {
               "of a contiguous tensor), but this one is batched along dim ", bdim.value_or(-1), " of a tensor "
               "with strides ", value.strides(), ". Resize a copy instead: x = x.clone(memory_format="
               "torch.contiguous_format) inside the function, or vmap with in_dims=0 over a contiguous input.");
-  int64_t numel = 1;
-  for (auto s : new_sizes) numel *= s;
+  const int64_t numel = c10::multiply_integers(new_sizes);
   auto flat = value.reshape({call.batch_size, logical.numel()});
   auto fresh = at::empty({call.batch_size, numel}, value.options());
   const auto kept = std::min<int64_t>(numel, logical.numel());
