@@ -59,3 +59,22 @@ def unknown_rule_ops() -> list[str]:
 def _call_on_new_thread(fn): ...  # test hook: runs fn on a thread with this thread's ThreadLocalState
 def key_map() -> list[Tuple[str, str]]:
     """(role, dispatch key name) for each key torchfunc uses."""
+
+# --- for the Python-level rules (autograd.Function, printing) ----------------------------
+def wrapper_info(tensor: Tensor) -> Optional[Tuple[str, int, bool, Optional[int]]]:
+    """(kind 'batched' | 'grad', level, alive, bdim) of the outermost wrapper; None if plain."""
+def top_interpreter_info() -> Optional[Tuple[str, int, Optional[int], Optional[str], Optional[bool]]]:
+    """(kind, level, batch_size, randomness, prev_mode) of the top interpreter; None if empty."""
+def processing_op() -> bool:
+    """True while an interpreter processes an op (its kernels, e.g. a Python autograd
+    kernel of a custom op, are running), False at the level of user code."""
+def unwrap_batched(tensor: Tensor, level: int) -> Tuple[Tensor, Optional[int]]:
+    """(value, bdim) of a tensor batched at `level`; (tensor, None) otherwise."""
+class lowered:
+    """Context: the top interpreter is set aside until exit (ops meet the one below)."""
+    def __enter__(self) -> None: ...
+    def __exit__(self, *args) -> bool: ...
+class transforms_suspended:
+    """Context: no transform sees the ops run inside it (our keys are excluded)."""
+    def __enter__(self) -> None: ...
+    def __exit__(self, *args) -> bool: ...

@@ -88,6 +88,50 @@ at::Tensor remove_batch_dim(const at::Tensor& t, int64_t level, int64_t batch_si
   return value.movedim(*bdim, c10::maybe_wrap_dim(out_dim, value.dim()));
 }
 
+// (kind, level, alive, bdim) of the outermost wrapper of t; nullopt for a plain tensor.
+// bdim is nullopt for a GradTensor.
+using WrapperInfo = std::tuple<std::string, int64_t, bool, std::optional<int64_t>>;
+std::optional<WrapperInfo> wrapper_info(const at::Tensor& t) {
+  if (auto* b = maybe_batched(t)) return WrapperInfo{"batched", b->level(), b->alive(), b->bdim()};
+  if (auto* g = maybe_grad_tensor(t)) return WrapperInfo{"grad", g->level(), g->alive(), std::nullopt};
+  return std::nullopt;
+}
+
+// (kind, level, batch_size, randomness, prev_mode) of the top interpreter; nullopt when
+// the stack is empty. batch_size/randomness are set for vmap, prev_mode (the grad or
+// forward-grad mode outside the level) for grad and jvp.
+using InterpreterInfo = std::tuple<std::string, int64_t, std::optional<int64_t>, std::optional<std::string>,
+                                   std::optional<bool>>;
+std::optional<InterpreterInfo> top_interpreter_info() {
+  if (local_stack().empty()) return std::nullopt;
+  const auto& top = local_stack().back();
+  switch (top.kind()) {
+    case Kind::Vmap: {
+      const auto r = top.vmap().randomness;
+      return InterpreterInfo{kind_name(top.kind()), top.level(), top.vmap().batch_size,
+                             r == Randomness::Error ? "error" : r == Randomness::Same ? "same" : "different",
+                             std::nullopt};
+    }
+    case Kind::Grad:
+      return InterpreterInfo{kind_name(top.kind()), top.level(), std::nullopt, std::nullopt, top.grad().prev_grad_mode};
+    case Kind::Jvp:
+      return InterpreterInfo{kind_name(top.kind()), top.level(), std::nullopt, std::nullopt,
+                             top.jvp().prev_fwd_grad_mode};
+  }
+  return std::nullopt;
+}
+
+// Python context managers over the engine's RAII guards; `with` nests them strictly.
+// lowered(): the top interpreter is set aside (as the back key does for an op) until exit.
+struct PyLowered {
+  std::optional<LowerGuard> guard;
+};
+// transforms_suspended(): our front and back keys are excluded until exit, so ops on
+// plain tensors run as if no transform were active (printing uses it).
+struct PyTransformsSuspended {
+  std::optional<c10::impl::ExcludeDispatchKeyGuard> guard;
+};
+
 } // namespace
 } // namespace torchfunc
 
@@ -123,6 +167,30 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("tensor_level", &tensor_level);
   m.def("unwrap_one", &unwrap_one);
   m.def("describe", &describe);
+  m.def("wrapper_info", &wrapper_info);
+  m.def("top_interpreter_info", &top_interpreter_info);
+  // True while an interpreter processes an op (the front key is excluded then), e.g. when
+  // an op's Python autograd kernel runs at a grad level.
+  m.def("processing_op", [] { return c10::impl::tls_is_dispatch_key_excluded(kFrontKey); });
+  m.def("unwrap_batched", [](const at::Tensor& t, int64_t level) { return unwrap_at(t, level); });
+  pybind11::class_<PyLowered>(m, "lowered")
+      .def(pybind11::init<>())
+      .def("__enter__", [](PyLowered& self) {
+        TORCH_CHECK(!local_stack().empty(), "torchfunc: internal error: lowered() with an empty stack");
+        TORCH_CHECK(!self.guard.has_value(), "torchfunc: internal error: lowered() entered twice");
+        self.guard.emplace();
+      })
+      .def("__exit__", [](PyLowered& self, const pybind11::args&) {
+        self.guard.reset();
+        return false;
+      });
+  pybind11::class_<PyTransformsSuspended>(m, "transforms_suspended")
+      .def(pybind11::init<>())
+      .def("__enter__", [](PyTransformsSuspended& self) { self.guard.emplace(front_and_back()); })
+      .def("__exit__", [](PyTransformsSuspended& self, const pybind11::args&) {
+        self.guard.reset();
+        return false;
+      });
   m.def("set_fallback_warning", &set_fallback_warning);
   m.def("set_fallback_enabled", &set_fallback_enabled);
   m.def("fallback_count", &fallback_count);
