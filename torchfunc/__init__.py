@@ -6,10 +6,15 @@ a drop-in for torch.func 2.13 running on its own C++ engine.
     per_sample_grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
 """
 from ._engine import _C
+from . import autograd_function as _autograd_function, debug as _debug
 from .autodiff import grad, grad_and_value, vjp
 from .forward import jvp, linearize
 from .jacobians import hessian, jacfwd, jacrev
+from .debug import debug_unwrap
 from .vmap import vmap
+
+_autograd_function.install()  # NOTE [autograd.Function through the levels]
+_debug.install()  # NOTE [Printing wrapped tensors]
 
 
 def set_fallback_warning(enabled: bool) -> None:
@@ -19,5 +24,5 @@ def set_fallback_warning(enabled: bool) -> None:
 
 
 __all__ = ["vmap", "grad", "grad_and_value", "vjp", "jvp", "linearize", "jacrev", "jacfwd", "hessian",
-           "set_fallback_warning"]
+           "debug_unwrap", "set_fallback_warning"]
 __version__ = "0.1.0"
