@@ -37,8 +37,36 @@ void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   top.process(op, stack);
 }
 
+// NOTE [Meta replays stay where they are issued]
+// Some kernels replay an op on meta tensors for shape checks only, with the Python
+// key (and core functorch's keys) excluded: torch's functionalization kernels do so
+// for every in-place op. Those replays reach our back key too; sent on to the
+// levels below they would be transformed like user ops (a grad level refuses the
+// in-place replay as a mutation of a captured tensor, make_fx records it). A call on
+// plain meta tensors that a kernel of this level issued with the Python key
+// excluded (it was not excluded when the op reached the front key) runs right here.
+bool is_meta_replay(const c10::OperatorHandle& op, const torch::jit::Stack& stack,
+                    const c10::impl::LocalDispatchKeySet& at_front) {
+  const auto now = c10::impl::tls_local_dispatch_key_set();
+  if (!now.excluded_.has(c10::DispatchKey::Python) || at_front.excluded_.has(c10::DispatchKey::Python)) {
+    return false;
+  }
+  bool any = false;
+  const bool all_plain_meta = !any_tensor(stack, op.schema().arguments().size(), [&](const at::Tensor& t) {
+    if (!t.defined()) return false;
+    any = true;
+    return !t.is_meta() || maybe_grad_tensor(t) != nullptr || t.key_set().has(kBatchedKey);
+  });
+  return any && all_plain_meta;
+}
+
 void back_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   auto& top = top_interpreter();
+  if (is_meta_replay(op, *stack, top.saved_tls)) {
+    c10::impl::ExcludeDispatchKeyGuard here(kBackKey);
+    op.callBoxed(stack);
+    return;
+  }
   c10::impl::ForceDispatchKeyGuard restore(top.saved_tls);
   LowerGuard lower;
   lower.lowered().send_to_next(op, stack);

@@ -11,6 +11,8 @@ void Interpreter::process(const c10::OperatorHandle& op, torch::jit::Stack* stac
     case Kind::Grad:
     case Kind::Jvp:
       return autodiff_process(*this, op, stack);
+    case Kind::Functionalize:
+      return functionalize_process(*this, op, stack);
   }
 }
 
@@ -21,6 +23,8 @@ void Interpreter::send_to_next(const c10::OperatorHandle& op, torch::jit::Stack*
     case Kind::Grad:
     case Kind::Jvp:
       return autodiff_send_to_next(*this, op, stack);
+    case Kind::Functionalize:
+      return functionalize_send_to_next(*this, op, stack);
   }
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // NOTE [Interpreters and levels]
-// Each transform a user enters (vmap, grad; later jvp, functionalize) pushes one
+// Each transform a user enters (vmap, grad, jvp, functionalize) pushes one
 // Interpreter onto the thread's stack. Its *level* is its depth (1 = bottom).
 // An interpreter answers two questions about an operator call:
 //   process(op, stack)       the op reached the front key with this interpreter on
@@ -22,7 +22,7 @@
 
 namespace torchfunc {
 
-enum class Kind : uint8_t { Vmap, Grad, Jvp };
+enum class Kind : uint8_t { Vmap, Grad, Jvp, Functionalize };
 enum class Randomness : uint8_t { Error, Same, Different };
 
 const char* kind_name(Kind kind);
@@ -37,7 +37,10 @@ struct GradMeta {
 struct JvpMeta {
   bool prev_fwd_grad_mode; // forward-grad mode outside the transform
 };
-using Meta = std::variant<VmapMeta, GradMeta, JvpMeta>;
+struct FunctionalizeMeta {
+  bool reapply_views; // remove='mutations' (views stay views); false: views become *_copy ops
+};
+using Meta = std::variant<VmapMeta, GradMeta, JvpMeta, FunctionalizeMeta>;
 
 class Interpreter {
  public:
@@ -49,6 +52,7 @@ class Interpreter {
   const VmapMeta& vmap() const { return std::get<VmapMeta>(meta_); }
   const GradMeta& grad() const { return std::get<GradMeta>(meta_); }
   const JvpMeta& jvp() const { return std::get<JvpMeta>(meta_); }
+  const FunctionalizeMeta& functionalize() const { return std::get<FunctionalizeMeta>(meta_); }
 
   // NOTE [Life handles]
   // Every BatchedTensor and GradTensor holds its interpreter's life handle. Popping
@@ -79,6 +83,9 @@ void vmap_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, t
 // grad and jvp (autodiff/interpreter.cpp).
 void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
 void autodiff_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
+// functionalize (functionalize/interpreter.cpp).
+void functionalize_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
+void functionalize_send_to_next(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack);
 
 // Keys an interpreter excludes while it processes an op: the transform range less
 // kBackKey, autocast and `own`.

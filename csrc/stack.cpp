@@ -50,6 +50,8 @@ const char* kind_name(Kind kind) {
       return "grad";
     case Kind::Jvp:
       return "jvp";
+    case Kind::Functionalize:
+      return "functionalize";
   }
   return "?";
 }

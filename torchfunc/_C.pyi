@@ -11,6 +11,9 @@ def push_vmap(batch_size: int, randomness: str) -> int:
     """Push a vmap interpreter ('error' | 'same' | 'different'); returns its level."""
 def push_grad(prev_grad_mode: bool) -> int:
     """Push a grad interpreter; prev_grad_mode is the grad mode outside the transform."""
+def push_jvp(prev_fwd_grad_mode: bool) -> int: ...
+def push_functionalize(reapply_views: bool) -> int:
+    """Push a functionalize interpreter (reapply_views False: views become *_copy ops)."""
 def pop(level: int) -> None:
     """Pop the top interpreter, which must be `level`; its wrappers become dead."""
 def current_level() -> Optional[int]: ...

@@ -69,6 +69,16 @@ def jvp_level() -> Iterator[int]:
 
 
 @contextlib.contextmanager
+def functionalize_level(reapply_views: bool) -> Iterator[int]:
+    """Push a functionalize interpreter; yields its level."""
+    level = _C.push_functionalize(reapply_views)
+    try:
+        yield level
+    finally:
+        _C.pop(level)
+
+
+@contextlib.contextmanager
 def outside_inference_mode() -> Iterator[None]:
     """Leave inference mode, if it is on, keeping the grad and forward-grad modes."""
     if not torch.is_inference_mode_enabled():

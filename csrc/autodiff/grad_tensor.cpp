@@ -4,6 +4,8 @@
 #include "../keys.h"
 #include "../stack.h"
 
+#include <typeinfo>
+
 namespace torchfunc {
 GradTensorImpl::GradTensorImpl(at::Tensor value, int64_t level, std::shared_ptr<bool> alive,
                                bool is_immutable)
@@ -51,7 +53,9 @@ void GradTensorImpl::shallow_copy_from(const c10::intrusive_ptr<c10::TensorImpl>
 }
 
 GradTensorImpl* maybe_grad_tensor(const at::Tensor& t) {
-  if (!t.defined() || !t.key_set().has(kGradKey)) {
+  // NOTE [Wrapper identity is the TensorImpl type] (vmap/batched_tensor.cpp)
+  if (!t.defined() || !t.key_set().has(kGradKey) ||
+      typeid(*t.unsafeGetTensorImpl()) != typeid(GradTensorImpl)) {
     return nullptr;
   }
   return static_cast<GradTensorImpl*>(t.unsafeGetTensorImpl());

@@ -117,6 +117,8 @@ std::optional<InterpreterInfo> top_interpreter_info() {
     case Kind::Jvp:
       return InterpreterInfo{kind_name(top.kind()), top.level(), std::nullopt, std::nullopt,
                              top.jvp().prev_fwd_grad_mode};
+    case Kind::Functionalize:
+      return InterpreterInfo{kind_name(top.kind()), top.level(), std::nullopt, std::nullopt, std::nullopt};
   }
   return std::nullopt;
 }
@@ -146,6 +148,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   });
   m.def("push_jvp", [](bool prev_fwd_grad_mode) {
     return push_interpreter(Kind::Jvp, JvpMeta{prev_fwd_grad_mode});
+  });
+  m.def("push_functionalize", [](bool reapply_views) {
+    return push_interpreter(Kind::Functionalize, FunctionalizeMeta{reapply_views});
   });
   m.def("pop", &pop_interpreter);
   m.def("current_level", &current_level);

@@ -7,6 +7,8 @@
 #include <c10/core/DispatchKeySet.h>
 #include <c10/util/irange.h>
 
+#include <typeinfo>
+
 namespace torchfunc {
 
 BatchedTensorImpl::BatchedTensorImpl(at::Tensor value, int64_t bdim, int64_t level,
@@ -97,7 +99,12 @@ void BatchedTensorImpl::shallow_copy_from(const c10::intrusive_ptr<c10::TensorIm
 }
 
 BatchedTensorImpl* maybe_batched(const at::Tensor& t) {
-  if (!t.defined() || !t.key_set().has(kBatchedKey)) {
+  // NOTE [Wrapper identity is the TensorImpl type]
+  // The key alone does not make a BatchedTensor: a wrapper of another library
+  // around one (core's FunctionalTensorWrapper under functionalize) copies its
+  // value's keys. The type check makes such a tensor "not ours" instead of a bad cast.
+  if (!t.defined() || !t.key_set().has(kBatchedKey) ||
+      typeid(*t.unsafeGetTensorImpl()) != typeid(BatchedTensorImpl)) {
     return nullptr;
   }
   return static_cast<BatchedTensorImpl*>(t.unsafeGetTensorImpl());
