@@ -1,6 +1,6 @@
 """torchfunc: composable function transforms for PyTorch (vmap, grad, vjp, jvp, jacrev,
-jacfwd, hessian, linearize),
-a drop-in for torch.func 2.13 running on its own C++ engine.
+jacfwd, hessian, linearize, functionalize) and the helpers around them (functional_call,
+stack_module_state, ...): a drop-in for torch.func 2.13 running on its own C++ engine.
 
     from torchfunc import vmap, grad
     per_sample_grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
@@ -8,10 +8,14 @@ a drop-in for torch.func 2.13 running on its own C++ engine.
 from ._engine import _C
 from . import autograd_function as _autograd_function, debug as _debug
 from .autodiff import grad, grad_and_value, vjp
-from .forward import jvp, linearize
-from .jacobians import hessian, jacfwd, jacrev
 from .debug import debug_unwrap
+from .einops import rearrange
+from .forward import jvp, linearize
+from .functionalize import functionalize
+from .jacobians import hessian, jacfwd, jacrev
+from .modules import functional_call, replace_all_batch_norm_modules_, stack_module_state
 from .vmap import vmap
+from . import experimental
 
 _autograd_function.install()  # NOTE [autograd.Function through the levels]
 _debug.install()  # NOTE [Printing wrapped tensors]
@@ -23,6 +27,8 @@ def set_fallback_warning(enabled: bool) -> None:
     _C.set_fallback_warning(bool(enabled))
 
 
+# torch.func 2.13's 15 names, then ours.
 __all__ = ["vmap", "grad", "grad_and_value", "vjp", "jvp", "linearize", "jacrev", "jacfwd", "hessian",
-           "debug_unwrap", "set_fallback_warning"]
+           "functionalize", "functional_call", "stack_module_state", "replace_all_batch_norm_modules_",
+           "debug_unwrap", "rearrange", "set_fallback_warning"]
 __version__ = "0.1.0"

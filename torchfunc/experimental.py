@@ -1,8 +1,7 @@
 """torchfunc.experimental: the names of functorch.experimental (torch 2.13).
 
 chunk_vmap is torchfunc's own; the other names are re-exports of torchfunc's transforms
-(functorch.experimental re-exports torch.func's the same way). ``functionalize`` is here
-once torchfunc has it.
+(functorch.experimental re-exports torch.func's the same way).
 """
 from __future__ import annotations
 
@@ -12,19 +11,13 @@ import torch
 
 from ._pytree import broadcast_prefix, fn_name, tree_flatten, wraps
 from .forward import jvp
+from .functionalize import functionalize
 from .jacobians import hessian, jacfwd
 from .modules import replace_all_batch_norm_modules_
 from .vmap import vmap
 
-__all__ = ["chunk_vmap", "replace_all_batch_norm_modules_", "hessian", "jacfwd", "jvp"]
-
-try:
-    from .functionalize import functionalize
-except ModuleNotFoundError as error:  # only while torchfunc/functionalize.py does not exist
-    if error.name != f"{__package__}.functionalize":
-        raise
-else:
-    __all__.append("functionalize")
+__all__ = ["chunk_vmap", "functionalize", "replace_all_batch_norm_modules_", "hessian", "jacfwd",
+           "jvp"]
 
 _RANDOMNESS = ("error", "different", "same")
 
