@@ -524,11 +524,6 @@ def test_replaced_batch_norm_uses_batch_statistics():
     torch.testing.assert_close(bn(x), F.batch_norm(x, None, None, bn.weight, bn.bias, training=True))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: torchfunc's vmap batch_norm rule (csrc/vmap/rules/nn.cpp, batch_norm_rule) counts "
-    "running_mean/running_var that are None (as after replace_all_batch_norm_modules_) as "
-    "unbatched shared stats and raises 'batch norm in training mode would update its "
-    "running_mean/running_var once per example'; torch.func runs this"))
 def test_training_mode_batch_norm_under_vmap_of_grad():
     model = replace_all_batch_norm_modules_(mlp().train())
     params = detached(model.named_parameters())

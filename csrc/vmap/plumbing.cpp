@@ -136,6 +136,7 @@ size_t register_rules(torch::Library& lib) {
   add_view_rules(table);
   add_linalg_rules(table);
   add_nn_rules(table);
+  add_batch_norm_rules(table);
   add_index_rules(table);
   add_factory_rules(table);
   add_dynamic_rules(table);

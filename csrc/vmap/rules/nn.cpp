@@ -204,27 +204,6 @@ Outs native_group_norm_rule(Call& call) {
           {axis::unfold_from(r[2].toTensor(), 0, B), 0}};
 }
 
-// Batch norm in training mode updates running stats in place. Stats that are not
-// batched cannot hold one update per example: refuse instead of updating them
-// once per example in sequence (their schema carries no write annotation, so the
-// fallback cannot see the write).
-Outs batch_norm_rule(Call& call) {
-  const auto& sargs = call.schema().arguments();
-  bool training = true; // _batch_norm_with_update has no flag: it always trains
-  bool shared_stats = false;
-  for (size_t i = 0; i < sargs.size(); ++i) {
-    if (sargs[i].name() == "training") training = call.args[i].toBool();
-    if ((sargs[i].name() == "running_mean" || sargs[i].name() == "running_var") && call.args[i].isTensor()) {
-      shared_stats |= !call.tensor(i).second.has_value();
-    }
-  }
-  TORCH_CHECK(!(training && shared_stats),
-              "vmap: batch norm in training mode would update its running_mean/running_var once per "
-              "example, but they are not batched. Use torch.func.replace_all_batch_norm_modules_(model) "
-              "(or track_running_stats=False), put the model in eval mode, or pass batched running stats.");
-  return loop_rule(call);
-}
-
 // Gradient of max/min/sort/topk along a dim: scatter the gradient into zeros.
 Outs value_selecting_reduction_backward_rule(Call& call) {
   const auto B = call.batch_size;
@@ -260,10 +239,6 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
   t.push_back({"native_layer_norm", &native_layer_norm_rule});
   t.push_back({"value_selecting_reduction_backward", &value_selecting_reduction_backward_rule});
   t.push_back({"native_group_norm", &native_group_norm_rule});
-  for (const char* op : {"native_batch_norm", "_native_batch_norm_legit", "_batch_norm_with_update",
-                         "_native_batch_norm_legit_functional"}) {
-    t.push_back({op, &batch_norm_rule});
-  }
   for (const char* op : {"max_pool2d_with_indices", "max_pool2d_with_indices_backward", "max_pool3d_with_indices",
                          "max_pool3d_with_indices_backward", "avg_pool2d", "avg_pool2d_backward", "avg_pool3d",
                          "avg_pool3d_backward", "_adaptive_avg_pool2d", "_adaptive_avg_pool2d_backward",
