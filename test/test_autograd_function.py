@@ -346,3 +346,72 @@ def _npsin_backward(ctx, g):
 
 
 _npsin.register_autograd(_npsin_backward, setup_context=_npsin_setup)
+
+
+# --- torch.library custom ops: register_vmap rules ------------------------------------------
+
+_npsin_vmap_calls = []
+
+
+@_npsin.register_vmap
+def _npsin_vmap(info, in_dims, x):
+    _npsin_vmap_calls.append((info.batch_size, info.randomness, in_dims))
+    return _npsin(x.movedim(in_dims[0], 0)), 0
+
+
+def test_custom_op_register_vmap_rule_is_used():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    _npsin_vmap_calls.clear()
+    _C.set_fallback_enabled(False)
+    try:
+        out = torchfunc.vmap(_npsin, in_dims=1, randomness="different")(x)
+        g = torchfunc.vmap(torchfunc.grad(lambda a: _npsin(a).sum()))(x)
+        nested = torchfunc.vmap(torchfunc.vmap(_npsin))(x.reshape(3, 2, 2))
+    finally:
+        _C.set_fallback_enabled(True)
+    torch.testing.assert_close(out, x.sin().t())
+    torch.testing.assert_close(g, 2 * x.cos())
+    torch.testing.assert_close(nested, x.reshape(3, 2, 2).sin())
+    assert (4, "different", (1,)) in _npsin_vmap_calls
+    assert torch.func.vmap(_npsin, in_dims=1)(x).shape == out.shape  # torch.func's rule too
+
+
+torch.library.define("torchfunc_test::scale", "(Tensor x, float s) -> Tensor")
+
+
+@torch.library.impl("torchfunc_test::scale", "cpu")
+def _scale(x, s):
+    return x * s
+
+
+_scale_vmap_calls = []
+
+
+@torch.library.register_vmap("torchfunc_test::scale")
+def _scale_vmap(info, in_dims, x, s):
+    _scale_vmap_calls.append(in_dims)
+    return x * s, in_dims[0]
+
+
+def test_library_register_vmap_on_a_defined_op():
+    x = torch.randn(4, 3)
+    _scale_vmap_calls.clear()
+    _C.set_fallback_enabled(False)
+    try:
+        out = torchfunc.vmap(lambda a: torch.ops.torchfunc_test.scale(a, 2.0), in_dims=1)(x)
+        # no input batched at the level: the op runs below it, the rule is not called
+        same = torchfunc.vmap(lambda a: a + torch.ops.torchfunc_test.scale(x[0], 3.0))(x)
+    finally:
+        _C.set_fallback_enabled(True)
+    torch.testing.assert_close(out, 2 * x.t())
+    torch.testing.assert_close(same, x + 3 * x[0])
+    assert _scale_vmap_calls == [(1, None)]
+
+
+def test_register_vmap_rule_with_a_bad_return():
+    torch.library.define("torchfunc_test::bad", "(Tensor x) -> Tensor")
+    torch.library.impl("torchfunc_test::bad", "cpu", lambda x: x.clone())
+    torch.library.register_vmap("torchfunc_test::bad", lambda info, in_dims, x: x)
+    with pytest.raises(RuntimeError, match="Expected the vmap staticmethod to have two returns"):
+        torchfunc.vmap(torch.ops.torchfunc_test.bad)(torch.randn(2, 3))
+    assert _C.stack_depth() == 0

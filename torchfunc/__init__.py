@@ -6,7 +6,7 @@ stack_module_state, ...): a drop-in for torch.func 2.13 running on its own C++ e
     per_sample_grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
 """
 from ._engine import _C
-from . import autograd_function as _autograd_function, debug as _debug
+from . import autograd_function as _autograd_function, custom_ops as _custom_ops, debug as _debug
 from .autodiff import grad, grad_and_value, vjp
 from .debug import debug_unwrap
 from .einops import rearrange
@@ -19,6 +19,7 @@ from . import experimental
 
 _autograd_function.install()  # NOTE [autograd.Function through the levels]
 _debug.install()  # NOTE [Printing wrapped tensors]
+_custom_ops.install()  # NOTE [register_vmap rules on our batched key]
 
 
 def set_fallback_warning(enabled: bool) -> None:

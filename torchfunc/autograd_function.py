@@ -27,7 +27,8 @@ interpreter, like an op, by ``custom_function_call``:
 Without ``setup_context`` a Function under a transform raises torch.func's error.
 A Function applied by an op's kernel while an interpreter processes that op (the
 autograd kernel of a ``torch.library.custom_op`` with ``register_autograd``) is
-already at the right level and is applied as is.
+already at the right level and is applied as is. (Custom ops' ``register_vmap``
+rules: torchfunc/custom_ops.py.)
 """
 from __future__ import annotations
 

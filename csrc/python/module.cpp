@@ -134,6 +134,12 @@ struct PyTransformsSuspended {
   std::optional<c10::impl::ExcludeDispatchKeyGuard> guard;
 };
 
+// batched_key_excluded(): ops called inside it skip the batching rules of the vmap level
+// being processed and go to the level below, as a physical rule's calls do.
+struct PyBatchedKeyExcluded {
+  std::optional<c10::impl::ExcludeDispatchKeyGuard> guard;
+};
+
 } // namespace
 } // namespace torchfunc
 
@@ -189,6 +195,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         self.guard.reset();
         return false;
       });
+  pybind11::class_<PyBatchedKeyExcluded>(m, "batched_key_excluded")
+      .def(pybind11::init<>())
+      .def("__enter__", [](PyBatchedKeyExcluded& self) { self.guard.emplace(c10::DispatchKeySet(kBatchedKey)); })
+      .def("__exit__", [](PyBatchedKeyExcluded& self, const pybind11::args&) {
+        self.guard.reset();
+        return false;
+      });
+  m.def("batched_key_name", [] { return std::string(c10::toString(kBatchedKey)); });
   pybind11::class_<PyTransformsSuspended>(m, "transforms_suspended")
       .def(pybind11::init<>())
       .def("__enter__", [](PyTransformsSuspended& self) { self.guard.emplace(front_and_back()); })
