@@ -9,10 +9,20 @@
 //   'different' one draw per example: size-taking ops get the batch size
 //               prepended, tensor-taking ops run on batch-materialized inputs,
 //               in-place ops fill the physical value of a batched self.
-// Composite random ops (dropout, ...) decompose into primitive random ops (and
-// draw nothing when they need no randomness, e.g. dropout in eval mode). Those are met again at kBatchedKey (the
-// front key is excluded inside a decomposition), where random_kernel is
-// registered for every primitive random op.
+// An op whose dropout_p argument is 0 draws nothing and is no random op here.
+//
+// NOTE [Random ops inside decompositions]
+// Composite ops (dropout, alpha_dropout, scaled_dot_product_attention, ...) decompose
+// into primitive ops, and only the primitives can tell whether anything is drawn
+// (dropout in eval mode draws nothing). A primitive on unbatched tensors inside a
+// decomposition must still meet random_kernel, or it would draw once for all examples
+// ('error' silent, 'different' giving every example the same draw). So a vmap level
+// processes every op with kBatchedKey TLS-included, not just left live: ops inside a
+// decomposition meet the batching rules whatever their inputs (a rule with no batched
+// input sends its op straight below; a composite op with no batched input decomposes
+// here, see batched_fallback), as core functorch's VmapMode key does. A composite
+// random op under 'different' with no batched input gets its inputs batch-materialized
+// first, so that each example draws its own.
 #include "../errors.h"
 #include "../interpreter.h"
 #include "../keys.h"
@@ -52,6 +62,18 @@ void random_same(const Interpreter& self, const c10::OperatorHandle& op, torch::
     return;
   }
   const auto name = name_of(op);
+  const auto& op_name = schema.operator_name().name;
+  if (op_name.size() > 5 && op_name.compare(op_name.size() - 5, 5, "_like") == 0) {
+    // randn_like(x) and friends read only x's shape and options: one draw of the
+    // example's shape, shared by all examples.
+    const size_t first = stack->size() - n;
+    auto [value, bdim] = unwrap_at((*stack)[first].toTensor(), level);
+    TORCH_CHECK(!any_tensor(*stack, n - 1, [level](const at::Tensor& t) { return batched_at(t, level); }),
+                errors::random_same_with_batched_input(name));
+    if (bdim.has_value()) (*stack)[first] = value.select(*bdim, 0);
+    continue_below(op, stack);
+    return;
+  }
   TORCH_CHECK(is_inplace(schema), errors::random_same_with_batched_input(name));
   // In place on a batched self: draw once into a per-example-shaped tensor, then
   // broadcast that draw into every example.
@@ -114,13 +136,41 @@ void random_different(const Interpreter& self, const c10::OperatorHandle& op, to
     auto [value, bdim] = unwrap_at(t, level);
     return axis::materialize(value, bdim, batch_size);
   });
+  // multinomial takes at most 2-D probabilities: fold the batch into their rows.
+  const bool fold_rows = schema.operator_name().name == "aten::multinomial" && (*stack)[first].toTensor().dim() == 3;
+  if (fold_rows) (*stack)[first] = axis::fold_into((*stack)[first].toTensor(), 0);
   op.callBoxed(stack);
-  map_tensors(*stack, schema.returns().size(), [level](const at::Tensor& t) {
-    return make_batched(t, 0, level);
+  map_tensors(*stack, schema.returns().size(), [&](const at::Tensor& t) {
+    return make_batched(fold_rows ? axis::unfold_from(t, 0, batch_size) : t, 0, level);
   });
 }
 
+// A composite random op under 'different' with no batched input: each example draws
+// its own (NOTE [Random ops inside decompositions]).
+void materialize_for_different_draws(const Interpreter& self, const c10::OperatorHandle& op,
+                                     torch::jit::Stack* stack) {
+  const auto& schema = op.schema();
+  const auto n = schema.arguments().size();
+  const auto level = self.level();
+  if (self.vmap().randomness == Randomness::Different && !is_inplace(schema) && !any_batched_at(*stack, n, level)) {
+    map_tensors(*stack, n, [&](const at::Tensor& t) {
+      return t.defined() ? make_batched(axis::materialize(t, std::nullopt, self.vmap().batch_size), 0, level) : t;
+    });
+  }
+}
+
 } // namespace
+
+bool draws_nothing(const c10::FunctionSchema& schema, const torch::jit::Stack& stack) {
+  const auto& args = schema.arguments();
+  const size_t first = stack.size() - args.size();
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].name() == "dropout_p") {
+      return stack[first + i].toDouble() == 0.0;
+    }
+  }
+  return false;
+}
 
 void random_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const auto& self = top_interpreter();
@@ -137,8 +187,10 @@ void random_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 void vmap_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   static const auto exclude = keys_to_exclude(c10::DispatchKeySet(kBatchedKey));
   c10::impl::ExcludeDispatchKeyGuard guard(exclude);
-  if (op.hasTag(at::Tag::nondeterministic_seeded) && !is_composite_implicit(op)) {
-    return random_kernel(op, stack);
+  c10::impl::IncludeDispatchKeyGuard include(kBatchedKey);
+  if (op.hasTag(at::Tag::nondeterministic_seeded) && !draws_nothing(op.schema(), *stack)) {
+    if (!is_composite_implicit(op)) return random_kernel(op, stack);
+    materialize_for_different_draws(self, op, stack);
   }
   op.callBoxed(stack);
 }

@@ -6,6 +6,7 @@
 // outputs are wrapped as BatchedTensors of the level.
 #include "plumbing.h"
 
+#include "../errors.h"
 #include "../keys.h"
 #include "../stack.h"
 #include "batched_tensor.h"
@@ -96,15 +97,23 @@ namespace {
 
 class RuleKernel final : public c10::OperatorKernel {
  public:
-  RuleKernel(Rule rule, RuleKind kind) : rule_(rule), kind_(kind) {}
+  RuleKernel(Rule rule, RuleKind kind, bool random = false) : rule_(rule), kind_(kind), random_(random) {}
 
   void operator()(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
+    // A random op with a rule of its own (attention with dropout) is still refused in
+    // 'error' mode when its inputs are unbatched (NOTE [Randomness under vmap]).
+    if (random_ && top_interpreter().vmap().randomness == Randomness::Error &&
+        !draws_nothing(op.schema(), *stack)) {
+      const auto& n = op.schema().operator_name();
+      TORCH_CHECK(false, errors::random_in_error_mode(n.overload_name.empty() ? n.name : n.name + "." + n.overload_name));
+    }
     run_rule(op, stack, rule_, kind_);
   }
 
  private:
   Rule rule_;
   RuleKind kind_;
+  bool random_;
 };
 
 bool is_aten_op_name(const c10::OperatorName& name) {
@@ -137,6 +146,7 @@ size_t register_rules(torch::Library& lib) {
   add_linalg_rules(table);
   add_nn_rules(table);
   add_batch_norm_rules(table);
+  add_attention_rules(table);
   add_index_rules(table);
   add_factory_rules(table);
   add_dynamic_rules(table);
@@ -152,7 +162,8 @@ size_t register_rules(torch::Library& lib) {
       unknown_rule_ops().push_back(op_name); // a typo, or an op this torch lacks (tested)
       continue;
     }
-    lib.impl(e.op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<RuleKernel>(e.rule, e.kind)));
+    const bool random = c10::Dispatcher::singleton().findSchema({name, overload})->hasTag(at::Tag::nondeterministic_seeded);
+    lib.impl(e.op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<RuleKernel>(e.rule, e.kind, random)));
   }
   // Generic families for the remaining aten ops that do not decompose (composite
   // ops reach the ops they are made of): random ops, and ops tagged pointwise.

@@ -15,6 +15,8 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
 // Random ops under vmap (vmap/interpreter.cpp): the randomness mode of the
 // current level decides.
 void random_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack);
+// A random-tagged op whose dropout_p argument is 0 draws nothing (vmap/interpreter.cpp).
+bool draws_nothing(const c10::FunctionSchema& schema, const torch::jit::Stack& stack);
 // Registers every rule table entry and the generic pointwise family on lib
 // (an IMPL library for aten at kBatchedKey); returns how many kernels.
 size_t register_rules(torch::Library& lib);

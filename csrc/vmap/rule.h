@@ -65,6 +65,7 @@ void add_view_rules(std::vector<RuleEntry>& table);
 void add_linalg_rules(std::vector<RuleEntry>& table);
 void add_nn_rules(std::vector<RuleEntry>& table);
 void add_batch_norm_rules(std::vector<RuleEntry>& table);
+void add_attention_rules(std::vector<RuleEntry>& table);
 void add_index_rules(std::vector<RuleEntry>& table);
 void add_factory_rules(std::vector<RuleEntry>& table);
 void add_dynamic_rules(std::vector<RuleEntry>& table);
