@@ -70,19 +70,6 @@ def test_plain_printing_unchanged():
     assert repr(torch.zeros(0, 2)) == "tensor([], size=(0, 2))"
 
 
-def test_tolist_reads_through_grad_tensors_and_refuses_batched_tensors():
-    got = {}
-    for lib in (torch.func, torchfunc):
-        lib.grad(lambda a: got.setdefault(lib.__name__, a.tolist()) and a.sum())(X[0])
-    assert got["torchfunc"] == got["torch.func"] == [0.0, 1.0, 2.0]
-    for lib in (torch.func, torchfunc):
-        with pytest.raises(RuntimeError, match="Cannot access data pointer of Tensor that doesn't have storage"):
-            lib.vmap(lambda a: a.tolist() and a)(X)
-        with pytest.raises(RuntimeError, match="Cannot access data pointer of Tensor that doesn't have storage"):
-            lib.grad(lambda a: a.detach().numpy() and a.sum())(X[0])
-    assert _C.stack_depth() == 0
-
-
 @pytest.mark.parametrize("recurse", [True, False])
 @pytest.mark.parametrize("name", COMPOSITIONS)
 def test_debug_unwrap_matches_torch_func(name, recurse):

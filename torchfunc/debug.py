@@ -12,8 +12,6 @@ it: a plain tensor outside every transform goes straight to torch's; a wrapper i
 peeled level by level, and the innermost value is printed by torch's function with
 our transforms suspended, so no op of the printing is itself transformed. A dead
 GradTensor (its level popped) prints with ``lvl=-2``, as torch.func's do.
-``Tensor.tolist()`` reads storage directly; like torch.func's, it reads through
-GradTensors (their values are the tensor's values), and refuses a BatchedTensor.
 """
 from __future__ import annotations
 
@@ -65,22 +63,6 @@ def _wrapper_str(tensor: torch.Tensor, tensor_contents) -> str:
     return f"GradTrackingTensor(lvl={level if alive else -2}, value=\n{value}\n)"
 
 
-_torch_tolist = torch.Tensor.tolist
-
-
-def _tolist(self: torch.Tensor) -> object:
-    info = _C.wrapper_info(self)
-    while info is not None and info[0] == "grad":
-        self = _C.unwrap_one(self)
-        info = _C.wrapper_info(self)
-    if _C.stack_depth() == 0 or info is not None:
-        return _torch_tolist(self)  # a BatchedTensor refuses it, with torch's sentence
-    with _C.transforms_suspended():  # its ops (resolve_conj, ...) on the plain value
-        return _torch_tolist(self)
-
-
 def install() -> None:
-    """Route torch's tensor printing through _str and Tensor.tolist through _tolist
-    (NOTE [Printing wrapped tensors])."""
+    """Route torch's tensor printing through _str (NOTE [Printing wrapped tensors])."""
     torch._tensor_str._str = _str
-    torch.Tensor.tolist = _tolist

@@ -86,13 +86,13 @@ void BatchedTensorImpl::set_storage_offset(int64_t) {
 }
 c10::intrusive_ptr<c10::TensorImpl> BatchedTensorImpl::shallow_copy_and_detach(
     const c10::VariableVersion&, bool) const {
-  TORCH_CHECK(false, "vmap: `.data` and shallow copies of a BatchedTensor are not supported; "
-                     "use .detach() instead.");
+  TORCH_CHECK(false, "accessing `data` under vmap transform is not allowed (torchfunc: `.data` and shallow "
+                     "copies of a BatchedTensor are not supported; use .detach() instead.)");
 }
 c10::intrusive_ptr<c10::TensorImpl> BatchedTensorImpl::shallow_copy_and_detach(
     c10::VariableVersion&&, bool) const {
-  TORCH_CHECK(false, "vmap: `.data` and shallow copies of a BatchedTensor are not supported; "
-                     "use .detach() instead.");
+  TORCH_CHECK(false, "accessing `data` under vmap transform is not allowed (torchfunc: `.data` and shallow "
+                     "copies of a BatchedTensor are not supported; use .detach() instead.)");
 }
 void BatchedTensorImpl::shallow_copy_from(const c10::intrusive_ptr<c10::TensorImpl>&) {
   TORCH_CHECK(false, "vmap: assigning to `.data` of a BatchedTensor is not supported.");

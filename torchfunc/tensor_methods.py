@@ -1,0 +1,63 @@
+"""Tensor methods that bypass the dispatcher, made to see through our wrappers.
+
+NOTE [Tensor methods that read type ids or storage]
+A few Tensor methods are implemented in torch's Python bindings without dispatching
+an op, and so never meet our keys:
+- ``tolist()`` reads the storage; torch unwraps core functorch's GradTrackingTensors
+  first. Ours read through GradTensors the same way (their values are the tensor's
+  values) and refuse a BatchedTensor (there is no per-example storage), like
+  torch.func.
+- ``new_tensor(data)`` and the legacy ``new(...)`` pick the new tensor's device from
+  the highest dispatch key of ``self``, ignoring core functorch's keys but not ours
+  ("DispatchKey DeferredInit doesn't correspond to a device"). They only read self's
+  dtype and device, which the innermost plain tensor has too, so they are called on it.
+``install()`` defines these methods on ``torch.Tensor``; for a plain tensor they are
+torch's own, at the cost of one check.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._engine import _C
+
+__all__ = ["install"]
+
+_torch_tolist = torch.Tensor.tolist
+_torch_new_tensor = torch.Tensor.new_tensor
+_torch_new = torch.Tensor.new
+
+
+def _innermost(tensor: torch.Tensor) -> torch.Tensor:
+    while _C.wrapper_info(tensor) is not None:
+        tensor = _C.unwrap_one(tensor)
+    return tensor
+
+
+def _tolist(self: torch.Tensor) -> object:
+    info = _C.wrapper_info(self)
+    while info is not None and info[0] == "grad":
+        self = _C.unwrap_one(self)
+        info = _C.wrapper_info(self)
+    if _C.stack_depth() == 0 or info is not None:
+        return _torch_tolist(self)  # a BatchedTensor refuses it, with torch's sentence
+    with _C.transforms_suspended():  # its ops (resolve_conj, ...) on the plain value
+        return _torch_tolist(self)
+
+
+def _new_tensor(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return _torch_new_tensor(_innermost(self), *args, **kwargs)
+
+
+def _new(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return _torch_new(_innermost(self), *args, **kwargs)
+
+
+def install() -> None:
+    """Define the methods above on torch.Tensor (NOTE [Tensor methods that read type ids
+    or storage])."""
+    _tolist.__doc__ = _torch_tolist.__doc__
+    _new_tensor.__doc__ = _torch_new_tensor.__doc__
+    _new.__doc__ = _torch_new.__doc__
+    torch.Tensor.tolist = _tolist
+    torch.Tensor.new_tensor = _new_tensor
+    torch.Tensor.new = _new
