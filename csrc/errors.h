@@ -1,6 +1,8 @@
 #pragma once
 // User-facing error texts of the engine, in one place. Each says what happened,
-// why the transform cannot do it, and what to write instead.
+// why the transform cannot do it, and what to write instead. Where torch.func raises
+// the same error, the text starts with torch.func's own, unchanged (users match it;
+// NOTE [torch.func's sentence first] in errors.cpp).
 #include <c10/util/ArrayRef.h>
 
 #include <cstdint>

@@ -61,12 +61,12 @@ class TestMessages(expecttest.TestCase):
     def test_random_in_error_mode(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t: t + torch.randn(4))(torch.randn(3, 4))
-        self.assertExpectedInline(str(ctx.exception), """vmap: called random operation aten::randn while in randomness='error' mode. Pass randomness='different' to vmap for independent draws per batch element, or randomness='same' for one draw shared by all elements.""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: called random operation while in randomness error mode. Please either use the 'same' or 'different' randomness flags on vmap or perform the randomness operation out of vmap. torchfunc: the random operation was aten::randn. Pass randomness='different' to vmap for independent draws per batch element, or randomness='same' for one draw shared by all elements.""")
 
     def test_dropout_in_error_mode(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t: F.dropout(t, 0.5, training=True))(torch.randn(3, 4))
-        self.assertExpectedInline(str(ctx.exception), """vmap: called random operation aten::bernoulli_.float while in randomness='error' mode. Pass randomness='different' to vmap for independent draws per batch element, or randomness='same' for one draw shared by all elements.""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: called random operation while in randomness error mode. Please either use the 'same' or 'different' randomness flags on vmap or perform the randomness operation out of vmap. torchfunc: the random operation was aten::bernoulli_.float. Pass randomness='different' to vmap for independent draws per batch element, or randomness='same' for one draw shared by all elements.""")
 
     def test_inplace_into_unbatched(self):
         with self.assertRaises(RuntimeError) as ctx:
@@ -76,7 +76,7 @@ class TestMessages(expecttest.TestCase):
     def test_item_under_vmap(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t: t.sum().item())(torch.randn(3, 4))
-        self.assertExpectedInline(str(ctx.exception), """vmap: aten::item needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: It looks like you're calling .item() on a Tensor. We don't support vmap over calling .item() on a Tensor, please try to rewrite what you're doing with other operations. If error is occurring somewhere inside PyTorch internals, please file a bug report. torchfunc: aten::item needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")
 
     def test_torch_func_inside_torchfunc(self):
         with self.assertRaises(RuntimeError) as ctx:
@@ -96,7 +96,7 @@ class TestMessages(expecttest.TestCase):
         captured = torch.zeros(3)
         with self.assertRaises(RuntimeError) as ctx:
             grad(lambda t: captured.add_(t).sum())(torch.randn(3))
-        self.assertExpectedInline(str(ctx.exception), """grad: aten::add_.Tensor writes in place into a tensor that the transformed function captured from outside (it is not an input of the function). Pass the tensor as an input, or clone it inside the function before writing to it.""")
+        self.assertExpectedInline(str(ctx.exception), """During a grad (vjp, jvp, grad, etc) transform, the function provided attempted to call in-place operation (aten::add_.Tensor) that would mutate a captured Tensor. This is not supported; please rewrite the function being transformed to explicitly accept the mutated Tensor(s) as inputs. torchfunc: grad: aten::add_.Tensor writes in place into a tensor that the transformed function captured from outside (it is not an input of the function). Pass the tensor as an input, or clone it inside the function before writing to it.""")
 
     def test_storage_of_a_batched_tensor(self):
         with self.assertRaises(RuntimeError) as ctx:
@@ -123,7 +123,7 @@ class TestMessages(expecttest.TestCase):
     def test_batched_boolean_mask_index(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t, m: t[m])(torch.randn(3, 5), torch.rand(3, 5) > 0.5)
-        self.assertExpectedInline(str(ctx.exception), """vmap: aten::index.Tensor needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: We do not support batching operators that can support dynamic shape. Attempting to batch over indexing with a boolean mask. torchfunc: aten::index.Tensor needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")
 
     def test_inplace_metadata_change_without_rule(self):
         with self.assertRaises(RuntimeError) as ctx:

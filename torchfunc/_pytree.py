@@ -27,7 +27,45 @@ __all__ = [
     "TreeSpec", "tree_flatten", "tree_leaves", "tree_map", "tree_unflatten", "treespec_pprint",
     "fn_name", "kind_of", "wraps", "named_leaves", "broadcast_prefix", "prefix_mismatch",
     "check_argnums", "wrap_argnums", "slice_argnums",
+    "with_torch_func_text", "ArgnumsError", "ArgnumsTypeError", "InputError",
+    "RandomnessError", "OutDimError",
 ]
+
+
+# --- errors --------------------------------------------------------------------------------
+#
+# For a misuse that torch.func also refuses, users' own tests catch torch.func's exception
+# class and match its message. So our exception is an instance of torch.func's class, and our
+# message starts with torch.func's own text, unchanged, followed by what torchfunc adds. Where
+# torchfunc used to raise another class, the exception derives from both, so that code written
+# against either library keeps catching it. Where torch.func prints object reprs (TreeSpec
+# dumps), we keep its sentences before them and say the rest in words.
+
+class ArgnumsError(RuntimeError, ValueError):
+    """argnums out of range, empty or repeated (torch.func: RuntimeError)."""
+
+
+class ArgnumsTypeError(RuntimeError, TypeError):
+    """argnums neither an int nor a tuple of ints (torch.func: RuntimeError)."""
+
+
+class InputError(RuntimeError, ValueError):
+    """An argument a transform cannot take: a primal or tangent of the wrong kind, dtype,
+    shape or structure (torch.func: RuntimeError, or ValueError for some)."""
+
+
+class RandomnessError(RuntimeError, ValueError):
+    """randomness= not one of 'error', 'different', 'same' (torch.func: RuntimeError)."""
+
+
+class OutDimError(IndexError, ValueError):
+    """An out_dim out of range for its output (torch.func: IndexError)."""
+
+
+def with_torch_func_text(theirs: str, ours: str) -> str:
+    """torch.func's message unchanged, then torchfunc's own words."""
+    separator = " " if theirs.endswith((".", "!", "?")) else ". "
+    return f"{theirs}{separator}torchfunc: {ours}"
 
 
 # --- naming ------------------------------------------------------------------------------
@@ -42,7 +80,9 @@ def fn_name(func: Callable) -> str:
 
 
 def kind_of(x: Any) -> str:
-    """'a Tensor', 'an int', 'a tuple', ... for error messages."""
+    """'a Tensor', 'an int', 'a tuple', 'None', ... for error messages."""
+    if x is None:
+        return "None"
     name = "Tensor" if isinstance(x, torch.Tensor) else type(x).__name__
     return ("an " if name[0].lower() in "aeiou" else "a ") + name
 
@@ -138,16 +178,27 @@ def _first_mismatch(prefix: Any, tree: Any, prefix_name: str, tree_name: str,
 # --- argnums --------------------------------------------------------------------------------
 
 def check_argnums(argnums: Any, context: str) -> None:
-    """At transform creation: argnums is an int or a non-empty tuple of distinct ints."""
-    ok = isinstance(argnums, int) or (
-        isinstance(argnums, tuple) and all(isinstance(a, int) for a in argnums))
-    if not ok:
-        raise TypeError(f"{context}: argnums must be an int or a tuple of ints, "
-                        f"got {argnums!r} ({kind_of(argnums)})")
+    """At transform creation: argnums is an int or a non-empty tuple of distinct ints.
+    Texts and classes are torch.func's (RuntimeError), which checks the same at call time."""
+    if not isinstance(argnums, (int, tuple)):
+        raise ArgnumsTypeError(with_torch_func_text(
+            f"argnums must be int or Tuple[int, ...], got: {type(argnums)}",
+            f"{context}: argnums must be the index of a positional argument (an int) or a "
+            f"tuple of them, got {argnums!r} ({kind_of(argnums)})."))
+    for argnum in argnums if isinstance(argnums, tuple) else ():
+        if not isinstance(argnum, int):
+            raise ArgnumsTypeError(with_torch_func_text(
+                f"argnum must be int, got: {type(argnum)}",
+                f"{context}: every element of argnums must be the index of a positional "
+                f"argument (an int), got {argnum!r} ({kind_of(argnum)})."))
     if argnums == ():
-        raise ValueError(f"{context}: argnums must be non-empty, got ()")
+        raise ArgnumsError(with_torch_func_text(
+            "argnums must be non-empty",
+            f"{context}: select at least one positional argument to differentiate."))
     if isinstance(argnums, tuple) and len(set(argnums)) != len(argnums):
-        raise ValueError(f"{context}: argnums elements must be unique, got {argnums!r}")
+        raise ArgnumsError(with_torch_func_text(
+            f"argnums elements must be unique, got {argnums}",
+            f"{context}: each positional argument can be selected once."))
 
 
 def wrap_argnums(argnums: int | tuple[int, ...], num_args: int, context: str,
@@ -160,15 +211,19 @@ def wrap_argnums(argnums: int | tuple[int, ...], num_args: int, context: str,
         called = (f"with {_count(num_args, 'positional argument', 'positional arguments')}"
                   if num_args else "with no positional arguments")
         valid = (f"; valid argnums are {-num_args}..{num_args - 1}" if num_args else "")
-        raise ValueError(f"{context}: argnums={argnum} is out of range: {func_name} "
-                         f"was called {called}{valid}")
+        raise ArgnumsError(with_torch_func_text(
+            f"Got argnum={argnum}, but only {num_args} positional inputs",
+            f"{context}: argnums={argnum} is out of range: {func_name} was called "
+            f"{called}{valid}."))
 
     if isinstance(argnums, int):
         return wrap(argnums)
     wrapped = tuple(wrap(a) for a in argnums)
     if len(set(wrapped)) != len(wrapped):
-        raise ValueError(f"{context}: argnums elements must be unique, got {argnums!r}, "
-                         f"which selects positional arguments {wrapped}")
+        raise ArgnumsError(with_torch_func_text(
+            f"argnums elements must be unique, got {wrapped}",
+            f"{context}: argnums={argnums!r} selects positional arguments {wrapped}, "
+            f"and each can be selected once."))
     return wrapped
 
 

@@ -14,6 +14,7 @@ import torch
 from ._engine import _C
 from ._levels import grad_level, outside_inference_mode, refuse_torch_func_mixing
 from ._pytree import (
+    InputError,
     check_argnums,
     fn_name,
     kind_of,
@@ -24,11 +25,16 @@ from ._pytree import (
     tree_map,
     tree_unflatten,
     treespec_pprint,
+    with_torch_func_text,
     wrap_argnums,
     wraps,
 )
 
 __all__ = ["grad", "grad_and_value", "vjp"]
+
+# How torch.func names the transform in its messages (users match these texts).
+_GRAD = "grad_and_value(f)(*args)"
+_VJP = "vjp(f, *primals)"
 
 
 def grad(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = False) -> Callable:
@@ -39,8 +45,9 @@ def grad(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = Fal
             ``has_aux`` is True.
         argnums: the argument (int) or arguments (tuple of ints) to differentiate; each
             may be a pytree of floating point or complex Tensors. Default: 0.
-        has_aux: ``func`` returns ``(output, aux)``; ``aux`` is returned as is, not
-            differentiated. Default: False.
+        has_aux: ``func`` returns ``(output, aux)``; ``aux`` (Tensors, or a pytree of
+            Tensors, as in torch.func) is returned unwrapped, not differentiated.
+            Default: False.
 
     Returns:
         A function with the arguments of ``func`` returning the gradient (a tuple of
@@ -115,21 +122,24 @@ def _grad_and_value(api: str, func: Callable, argnums: int | tuple[int, ...], ha
         args, kwargs = _lift(args, level), _lift(kwargs, level)
         diff_args = slice_argnums(args, argnums, as_tuple=False)
         _require_grad(diff_args)
-        output, aux = _split_aux(context, name, func(*args, **kwargs), has_aux)
+        output, aux = _split_aux(_GRAD, context, name, func(*args, **kwargs), has_aux)
         if not isinstance(output, torch.Tensor):
             hint = (f" If {name} returns (output, aux), pass has_aux=True to {api}."
                     if isinstance(output, tuple) and not has_aux else "")
-            raise RuntimeError(
-                f"{context}: Expected {name}(*args) to return a Tensor, got {type(output)}.{hint}")
+            raise RuntimeError(with_torch_func_text(
+                f"{_GRAD}: Expected f(*args) to return a Tensor, got {type(output)}",
+                f"{context}: {name} returned {kind_of(output)}.{hint}"))
         if output.dim() != 0:
-            raise RuntimeError(
-                f"{context}: Expected {name}(*args) to return a scalar Tensor, got tensor "
-                f"with {output.dim()} dims. Maybe you wanted to use the vjp or jacrev APIs "
-                f"instead?")
+            raise RuntimeError(with_torch_func_text(
+                f"{_GRAD}: Expected f(*args) to return a scalar Tensor, got tensor with "
+                f"{output.dim()} dims. Maybe you wanted to use the vjp or jacrev APIs instead?",
+                f"{context}: {name} returned a Tensor of shape {list(output.shape)}."))
         flat_diff_args, spec = tree_flatten(diff_args)
         # create_graph=True: the backward ops run at this level with grad enabled, so
         # outer grad levels record them (higher-order derivatives).
         flat_grads = _autograd_grad((output,), flat_diff_args, create_graph=True)
+        if has_aux:  # after the gradients, as torch.func
+            _check_aux(context, name, aux)
         return (_unwrap(tree_unflatten(flat_grads, spec), level),
                 _unwrap(output, level), _unwrap(aux, level))
 
@@ -139,20 +149,26 @@ def vjp_with_argnums(api: str, context: str, func: Callable, primals: tuple,
                      ) -> tuple[Any, Callable, Any]:
     """(output, vjp_fn, aux) of func(*primals), differentiating the primals `argnums`
     (already wrapped; None: all of them). vjp_fn returns the VJPs in the structure of
-    the differentiated primals. `api` and `context` name the caller in errors."""
+    the differentiated primals. `api` and `context` name the caller in errors; for
+    vjp and jacrev the messages start with torch.func's (its jacrev words them as vjp's),
+    for linearize (another implementation in torch.func) they are ours alone."""
     refuse_torch_func_mixing(api)
     name = fn_name(func)
+    like_torch_func = api != "linearize"
     hint = ("or leave it out of argnums" if argnums is not None else
             "or bind it to the function (functools.partial) instead of passing it as a primal")
-    _check_differentiable(context, primals, argnums, hint)
+    _check_differentiable(context, primals, argnums, hint, forward=not like_torch_func)
     with grad_level() as level:
         primals = _lift(primals, level)
         diff_primals = primals if argnums is None else slice_argnums(primals, argnums,
                                                                      as_tuple=False)
         _require_grad(diff_primals)
-        output, aux = _split_aux(context, name, func(*primals), has_aux)
+        output, aux = _split_aux(_VJP if like_torch_func else None, context, name,
+                                 func(*primals), has_aux)
+        if has_aux and like_torch_func:  # before the outputs, as torch.func
+            _check_aux(context, name, aux)  # (linearize's has_aux is ours: aux may hold anything)
         flat_output, output_spec = tree_flatten(output)
-        _check_vjp_outputs(context, name, flat_output)
+        _check_vjp_outputs(context, name, output, flat_output, like_torch_func)
         flat_diff_primals, primals_spec = tree_flatten(diff_primals)
         result, aux = _unwrap(output, level), _unwrap(aux, level)
 
@@ -170,7 +186,7 @@ def vjp_with_argnums(api: str, context: str, func: Callable, primals: tuple,
                 f"as pytree structure of outputs to the function. "
                 f"cotangents: {treespec_pprint(cotangents_spec)}, "
                 f"primal output: {treespec_pprint(output_spec)}")
-        _check_cotangent_shapes(context, name, cotangents, flat_cotangents, flat_output)
+        _check_cotangents(context, name, cotangents, flat_cotangents, flat_output)
         with outside_inference_mode():
             flat_vjps = _autograd_grad(flat_output, flat_diff_primals, flat_cotangents,
                                        retain_graph=retain_graph, create_graph=create_graph)
@@ -201,59 +217,115 @@ def _require_grad(tree: Any) -> None:
 
 
 def _check_differentiable(context: str, args: tuple, argnums: int | tuple[int, ...] | None,
-                          hint: str) -> None:
-    """Every leaf of the differentiated arguments must be a float or complex Tensor."""
+                          hint: str, forward: bool = False) -> None:
+    """Every leaf of the differentiated arguments must be a float or complex Tensor.
+    torch.func's texts are those of requires_grad_ (reverse mode) or of make_dual
+    (forward mode: jacfwd, and linearize, which torch.func builds on forward-mode AD);
+    for a non-Tensor in forward mode torch.func crashes in its own code, so ours stands
+    alone."""
     selected = range(len(args)) if argnums is None else (
         (argnums,) if isinstance(argnums, int) else argnums)
     noun = "primals" if argnums is None else "args"
     for i in selected:
         for path, leaf in named_leaves(args[i], f"{noun}[{i}]"):
             if not isinstance(leaf, torch.Tensor):
-                raise ValueError(
-                    f"{context}: {path} is {kind_of(leaf)}, but only Tensors can be "
-                    f"differentiated. Pass it as a Tensor (e.g. torch.tensor(...)), {hint}.")
+                ours = (f"{context}: {path} is {kind_of(leaf)}, but only Tensors can be "
+                        f"differentiated. Pass it as a Tensor (e.g. torch.tensor(...)), {hint}.")
+                raise InputError(ours if forward else with_torch_func_text(
+                    f"Thing passed to transform API must be Tensor, got {type(leaf)}", ours))
             if not (leaf.is_floating_point() or leaf.is_complex()):
-                raise ValueError(
+                theirs = (f"Expected primal to be floating point or complex, but got: {leaf.dtype}"
+                          if forward else "only Tensors of floating point dtype can require gradients")
+                raise InputError(with_torch_func_text(
+                    theirs,
                     f"{context}: {path} is a Tensor of dtype {leaf.dtype}, but only floating "
                     f"point and complex Tensors can be differentiated. Convert it "
-                    f"(e.g. .float()), {hint}.")
+                    f"(e.g. .float()), {hint}."))
 
 
-def _split_aux(context: str, name: str, output: Any, has_aux: bool) -> tuple[Any, Any]:
+def _split_aux(theirs: str | None, context: str, name: str, output: Any,
+               has_aux: bool) -> tuple[Any, Any]:
+    """(output, aux). `theirs` is how torch.func names the transform in this message (None
+    for a transform torch.func has no has_aux for)."""
     if not has_aux:
         return output, None
     if not (isinstance(output, tuple) and len(output) == 2):
-        raise RuntimeError(
-            f"{context}: output of function {name} should be a tuple: (output, aux) "
-            f"if has_aux is True")
+        got = (f"a tuple of {len(output)} elements" if isinstance(output, tuple)
+               else kind_of(output))
+        if theirs is None:
+            raise RuntimeError(
+                f"{context}: output of function {name} should be a tuple: (output, aux) "
+                f"if has_aux is True; {name} returned {got}.")
+        raise RuntimeError(with_torch_func_text(
+            f"{theirs}: output of function f should be a tuple: (output, aux) if has_aux is True",
+            f"{context}: {name} returned {got}."))
     return output
 
 
-def _check_vjp_outputs(context: str, name: str, flat_output: list[Any]) -> None:
+def _check_aux(context: str, name: str, aux: Any) -> None:
+    """With has_aux, aux is Tensors (a pytree of them), as torch.func requires."""
+    for path, leaf in named_leaves(aux, "aux"):
+        if not isinstance(leaf, torch.Tensor):
+            raise RuntimeError(with_torch_func_text(
+                f"Expected tensors, got unsupported type {type(leaf)}",
+                f"{context}: with has_aux=True, {name} must return (output, aux) where aux is "
+                f"a Tensor or a pytree of Tensors, but {path} is {kind_of(leaf)}. Return "
+                f"other values as Tensors (e.g. torch.tensor(...)), or outside of the "
+                f"transformed function."))
+
+
+def _where(path: str, single: bool) -> str:
+    return "the output" if single else path
+
+
+def _check_vjp_outputs(context: str, name: str, output: Any, flat_output: list[Any],
+                       like_torch_func: bool) -> None:
+    def error(theirs: str, ours: str) -> RuntimeError:
+        return RuntimeError(with_torch_func_text(theirs, f"{context}: {ours}")
+                            if like_torch_func else f"{context}: {ours}")
+
     if not flat_output or (len(flat_output) == 1 and flat_output[0] is None):
-        raise RuntimeError(
-            f"{context}: Expected {name} to be a function that has non-empty output "
-            f"(got output = {flat_output})")
-    for out in flat_output:
+        got = "None" if output is None else f"{kind_of(output)} with no Tensor in it"
+        raise error(f"{_VJP}: Expected f to be a function that has non-empty output "
+                    f"(got output = {flat_output})",
+                    f"{name} returned {got}; it must return a Tensor or a pytree of Tensors.")
+    leaves = named_leaves(output, "output")
+    for path, out in leaves:
         if not isinstance(out, torch.Tensor):
-            raise RuntimeError(
-                f"{context}: expected {name} to return only tensors, got "
-                f"unsupported type {type(out)}")
+            raise error(f"{_VJP}: expected f(*primals) to return only tensors, got "
+                        f"unsupported type {type(out)}",
+                        f"{_where(path, len(leaves) == 1)} of {name} is {kind_of(out)}, but "
+                        f"only Tensors can be differentiated.")
+    for path, out in leaves:
         if not (out.is_floating_point() or out.is_complex()):
-            raise RuntimeError(
-                f"{context}: All outputs of {name} must be floating-point or complex "
-                f"Tensors, got Tensor with dtype {out.dtype}")
+            raise error(f"vjp(f, ...): All outputs of f must be floating-point or complex "
+                        f"Tensors, got Tensor with dtype {out.dtype}",
+                        f"{_where(path, len(leaves) == 1)} of {name} has dtype {out.dtype}.")
 
 
-def _check_cotangent_shapes(context: str, name: str, cotangents: Any,
-                            flat_cotangents: list[Any], flat_output: list[Any]) -> None:
-    for i, (cotangent, out) in enumerate(zip(flat_cotangents, flat_output)):
-        if isinstance(cotangent, torch.Tensor) and cotangent.shape != out.shape:
-            path = named_leaves(cotangents, "cotangents")[i][0]
-            raise RuntimeError(
-                f"vjp_fn of {context}: {path} has shape {list(cotangent.shape)}, but the "
-                f"matching output of {name} has shape {list(out.shape)}. Each cotangent must "
-                f"have the shape of its output.")
+def _check_cotangents(context: str, name: str, cotangents: Any, flat_cotangents: list[Any],
+                      flat_output: list[Any]) -> None:
+    """Each cotangent is a Tensor (or None) with the shape of its output. torch.func leaves
+    this to torch.autograd.grad, which sees only the outputs that require grad (and
+    numbers them among those): its text comes first for those; for the others torch.func
+    ignores the cotangent, and we still refuse a wrong shape."""
+    paths = [path for path, _ in named_leaves(cotangents, "cotangents")]
+    j = 0  # the output's index among those that require grad
+    for path, cotangent, out in zip(paths, flat_cotangents, flat_output):
+        if cotangent is not None and not isinstance(cotangent, torch.Tensor):
+            if out.requires_grad:
+                raise TypeError(with_torch_func_text(
+                    f"gradients can be either Tensors or None, but got {type(cotangent).__name__}",
+                    f"vjp_fn of {context}: {path} is {kind_of(cotangent)}; each cotangent must "
+                    f"be a Tensor with the shape of its output."))
+        elif cotangent is not None and cotangent.shape != out.shape:
+            ours = (f"vjp_fn of {context}: {path} has shape {list(cotangent.shape)}, but the "
+                    f"matching output of {name} has shape {list(out.shape)}. Each cotangent "
+                    f"must have the shape of its output.")
+            raise RuntimeError(with_torch_func_text(
+                f"Mismatch in shape: grad_output[{j}] has a shape of {cotangent.shape} and "
+                f"output[{j}] has a shape of {out.shape}.", ours) if out.requires_grad else ours)
+        j += out.requires_grad
 
 
 def _autograd_grad(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],

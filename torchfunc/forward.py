@@ -15,10 +15,23 @@ import torch.autograd.forward_ad as fwAD
 
 from ._engine import _C
 from ._levels import jvp_level, refuse_torch_func_mixing
-from ._pytree import fn_name, tree_flatten, tree_map, tree_unflatten, treespec_pprint
-from .autodiff import _split_aux, vjp, vjp_with_argnums
+from ._pytree import (
+    InputError,
+    fn_name,
+    kind_of,
+    named_leaves,
+    tree_flatten,
+    tree_map,
+    tree_unflatten,
+    treespec_pprint,
+    with_torch_func_text,
+)
+from .autodiff import _check_aux, _split_aux, vjp, vjp_with_argnums
 
 __all__ = ["jvp", "linearize"]
+
+# How torch.func names jvp in its messages (also when jacfwd calls it); users match these.
+_JVP = "jvp(f, primals, tangents)"
 
 
 def jvp(func: Callable, primals: Any, tangents: Any, *, strict: bool = False,
@@ -28,38 +41,49 @@ def jvp(func: Callable, primals: Any, tangents: Any, *, strict: bool = False,
     Args:
         func: a function of the primals returning a Tensor or a pytree of Tensors
             (``(output, aux)`` with ``has_aux``).
-        primals: a tuple or list of arguments (pytrees of floating point Tensors):
+        primals: a tuple of arguments (pytrees of floating point Tensors):
             ``func(*primals)`` is evaluated.
         tangents: the same structure as ``primals``, one tangent per primal, of the same
             shape, dtype and device.
         strict: raise if an output does not depend on the primals (else its tangent is
             zeros). Default: False.
-        has_aux: ``func`` returns ``(output, aux)``; ``aux`` is returned as is.
+        has_aux: ``func`` returns ``(output, aux)``; ``aux`` (a Tensor or a pytree of
+            Tensors) is returned unwrapped, not differentiated.
 
     Returns:
         ``(output, jvp_out)``, or ``(output, jvp_out, aux)`` with ``has_aux``.
     """
     refuse_torch_func_mixing("jvp")
-    context = "jvp(f, primals, tangents" + (", strict=True)" if strict else ")")
     name = fn_name(func)
+    context = f"jvp({name}, primals, tangents" + (", strict=True)" if strict else ")")
+    return jvp_with_context(context, name, func, primals, tangents, strict, has_aux)
+
+
+def jvp_with_context(context: str, name: str, func: Callable, primals: Any, tangents: Any,
+                     strict: bool, has_aux: bool) -> tuple:
+    """jvp, with `context` and `name` naming the caller and the user's function in errors
+    (jacfwd calls it on a wrapper of the user's function)."""
     flat_primals, primals_spec = _check_primals_and_tangents(context, primals, tangents)
     flat_tangents = tree_flatten(tangents)[0]
     with jvp_level() as level:
         duals = [fwAD.make_dual(_C.wrap_for_grad(p, level), t)
                  for p, t in zip(flat_primals, flat_tangents)]
-        output, aux = _split_aux(context, name, func(*tree_unflatten(duals, primals_spec)),
+        output, aux = _split_aux(_JVP, context, name, func(*tree_unflatten(duals, primals_spec)),
                                  has_aux)
+        if has_aux:  # before the outputs, as torch.func
+            _check_aux(context, name, aux)
         flat_output, output_spec = tree_flatten(output)
+        _check_jvp_outputs(context, name, output, flat_output)
         primal_outs, tangent_outs = [], []
-        for i, out in enumerate(flat_output):
-            if not isinstance(out, torch.Tensor):
-                raise RuntimeError(f"{context}: expected {name} to return only tensors, got "
-                                   f"unsupported type {type(out)} at output {i}")
+        for (path, _), out in zip(named_leaves(output, "output"), flat_output):
             primal, tangent = fwAD.unpack_dual(out)
             if tangent is None:
                 if strict:
-                    raise RuntimeError(f"{context}: The output of {name} is independent of "
-                                       "the inputs. This is not allowed with strict=True.")
+                    where = "the output" if len(flat_output) == 1 else path
+                    raise RuntimeError(with_torch_func_text(
+                        "jvp(f, primals, tangents, strict=True): The output of f is independent "
+                        "of the inputs. This is not allowed with strict=True.",
+                        f"{context}: {where} of {name} does not depend on the primals."))
                 tangent = torch.zeros_like(primal)
             primal_outs.append(_C.unwrap_for_grad(primal, level))
             tangent_outs.append(_C.unwrap_for_grad(tangent, level))
@@ -86,11 +110,13 @@ def linearize(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     def jvp_fn(*tangents: Any) -> Any:
         flat_tangents, tangents_spec = tree_flatten(tangents)
         if tangents_spec != primals_spec:
-            raise RuntimeError(
+            raise RuntimeError(with_torch_func_text(
+                f"Expected the tangents {tangents_spec} to have the same argspec as the "
+                f"primals {primals_spec}",
                 f"{context}: jvp_fn expects tangents with the structure of the primals "
-                f"{treespec_pprint(primals_spec)}, got {treespec_pprint(tangents_spec)}.")
+                f"{treespec_pprint(primals_spec)}, got {treespec_pprint(tangents_spec)}."))
         for i, (p, t) in enumerate(zip(flat_primals, flat_tangents)):
-            _check_tangent(f"{context}: jvp_fn", i, p, t)
+            _check_linearize_tangent(f"{context}: jvp_fn", i, p, t)
         # u -> vjp_fn(u) is the linear map J^T, so J t is its VJP at t: a vjp transform
         # over vjp_fn (at any u, here zeros) replays the recorded graph without running
         # func, and, being a transform, composes with vmap over t and with grad.
@@ -105,37 +131,101 @@ def linearize(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     return (output, jvp_fn, aux) if has_aux else (output, jvp_fn)
 
 
+# --- checks ---------------------------------------------------------------------------------
+
 def _check_primals_and_tangents(context: str, primals: Any, tangents: Any) -> tuple[list, Any]:
-    if not isinstance(primals, (tuple, list)):
-        raise RuntimeError(f"{context}: Expected primals to be a tuple. "
-                           "E.g. it should be valid to call f(*primals).")
-    flat_primals, primals_spec = tree_flatten(tuple(primals))
-    flat_tangents, tangents_spec = tree_flatten(tuple(tangents) if isinstance(tangents, list)
-                                                else tangents)
+    """In torch.func's order: primals a tuple, tangents of the same structure, both only
+    Tensors, then each pair as make_dual checks it (and, beyond torch.func, the dtype)."""
+    if not isinstance(primals, tuple):
+        raise RuntimeError(with_torch_func_text(
+            f"{_JVP}: Expected primals to be a tuple. E.g. it should be valid to call f(*primals).",
+            f"{context}: primals is {kind_of(primals)}; pass a tuple (one entry per positional "
+            f"argument of the function), e.g. (x,) for one."))
+    flat_primals, primals_spec = tree_flatten(primals)
+    flat_tangents, tangents_spec = tree_flatten(tangents)
     if primals_spec != tangents_spec:
-        raise RuntimeError(
-            f"{context}: Expected primals and tangents to have the same python structure: "
-            f"primals is {treespec_pprint(primals_spec)} but tangents is "
-            f"{treespec_pprint(tangents_spec)}.")
-    for i, (p, t) in enumerate(zip(flat_primals, flat_tangents)):
-        _check_tangent(context, i, p, t)
+        # torch.func goes on with "Got primals with structure TreeSpec(...)": in words here.
+        raise RuntimeError(with_torch_func_text(
+            f"{_JVP}: Expected primals and tangents to have the same python structure. For "
+            f"example, if primals is a tuple of 3 tensors, tangents also must be.",
+            f"{context}: primals is {treespec_pprint(primals_spec)} but tangents is "
+            f"{treespec_pprint(tangents_spec)}."))
+    for what, tree in (("primals", primals), ("tangents", tangents)):
+        leaves = named_leaves(tree, what)
+        if not leaves:
+            raise InputError(with_torch_func_text(
+                f"{_JVP}: Expected {what} to contain at least one Tensor.",
+                f"{context}: {what} has no Tensor to differentiate with respect to."))
+        for path, leaf in leaves:
+            if not isinstance(leaf, torch.Tensor):
+                raise InputError(with_torch_func_text(
+                    f"{_JVP}: Expected {what} to only contain Tensors, got {type(leaf)}",
+                    f"{context}: {path} is {kind_of(leaf)}."))
+    paths = named_leaves(primals, "")
+    for (path, _), p, t in zip(paths, flat_primals, flat_tangents):
+        _check_jvp_tangent(context, path, p, t)
     return flat_primals, primals_spec
 
 
-def _check_tangent(context: str, i: int, primal: Any, tangent: Any) -> None:
-    """Tangent i matches primal i in type, shape, dtype and device (torch.func accepts a
-    tangent of another dtype silently; we do not)."""
-    if not isinstance(primal, torch.Tensor) or not isinstance(tangent, torch.Tensor):
-        bad = "primals" if not isinstance(primal, torch.Tensor) else "tangents"
-        raise ValueError(f"{context}: {bad}[{i}] must be a Tensor, got "
-                         f"{type(primal if bad == 'primals' else tangent).__name__}.")
-    if not (primal.is_floating_point() or primal.is_complex()):
-        raise ValueError(f"{context}: primals[{i}] has dtype {primal.dtype}; forward-mode AD "
-                         "needs floating point or complex primals.")
-    for what, p, t in (("shape", tuple(primal.shape), tuple(tangent.shape)),
-                       ("dtype", primal.dtype, tangent.dtype),
-                       ("device", primal.device, tangent.device)):
+def _check_jvp_tangent(context: str, path: str, primal: torch.Tensor,
+                       tangent: torch.Tensor) -> None:
+    """`path` is the pair's place in primals and in tangents, e.g. "[0]"."""
+    def error(theirs: str | None, ours: str) -> InputError:
+        ours = f"{context}: {ours}"
+        return InputError(ours if theirs is None else with_torch_func_text(theirs, ours))
+
+    for what, t in (("primal", primal), ("tangent", tangent)):
+        if not (t.is_floating_point() or t.is_complex()):
+            raise error(f"Expected {what} to be floating point or complex, but got: {t.dtype}",
+                        f"{what}s{path} has dtype {t.dtype}; forward-mode AD needs floating "
+                        f"point or complex {what}s.")
+    mismatch = "; each tangent must match its primal in shape, dtype and device."
+    if primal.shape != tangent.shape:
+        raise error(f"Trying to set a forward gradient that has a different size than that of "
+                    f"the original Tensor, this is not supported. Tensor is of size "
+                    f"{list(primal.shape)} while the given forward gradient is of size "
+                    f"{list(tangent.shape)}.",
+                    f"tangents{path} has shape {tuple(tangent.shape)} but primals{path} has "
+                    f"shape {tuple(primal.shape)}{mismatch}")
+    if primal.device != tangent.device:
+        raise error(f"Tensor on device {primal.device} is not on the expected device "
+                    f"{tangent.device}!",
+                    f"tangents{path} has device {tangent.device} but primals{path} has "
+                    f"device {primal.device}{mismatch}")
+    if primal.dtype != tangent.dtype:  # torch.func accepts it silently
+        raise error(None, f"tangents{path} has dtype {tangent.dtype} but primals{path} has "
+                          f"dtype {primal.dtype}{mismatch}")
+
+
+def _check_linearize_tangent(context: str, i: int, primal: torch.Tensor, tangent: Any) -> None:
+    """torch.func's linearize checks shape, device, dtype (in that order) of each flattened
+    tangent; a non-Tensor makes it crash, so that message is ours alone."""
+    if not isinstance(tangent, torch.Tensor):
+        raise InputError(f"{context}: tangents[{i}] must be a Tensor, got {kind_of(tangent)}.")
+    for what, p, t in (("shape", primal.shape, tangent.shape),
+                       ("device", primal.device, tangent.device),
+                       ("dtype", primal.dtype, tangent.dtype)):
         if p != t:
-            raise ValueError(f"{context}: tangents[{i}] has {what} {t} but primals[{i}] has "
-                             f"{what} {p}; each tangent must match its primal in shape, "
-                             "dtype and device.")
+            shown = (tuple(t), tuple(p)) if what == "shape" else (t, p)
+            raise InputError(with_torch_func_text(
+                f"tangent:{i} with {what} {t} in flattened pytree doesn't match the {what} {p} "
+                f"of the corresponding primal.",
+                f"{context}: tangents[{i}] has {what} {shown[0]} but primals[{i}] has {what} "
+                f"{shown[1]}; each tangent must match its primal in shape, dtype and device."))
+
+
+def _check_jvp_outputs(context: str, name: str, output: Any, flat_output: list[Any]) -> None:
+    if not flat_output or (len(flat_output) == 1 and flat_output[0] is None):
+        got = "None" if output is None else f"{kind_of(output)} with no Tensor in it"
+        raise RuntimeError(with_torch_func_text(
+            f"{_JVP}: Expected f to be a function that has non-empty output "
+            f"(got output = {flat_output})",
+            f"{context}: {name} returned {got}; it must return a Tensor or a pytree of Tensors."))
+    leaves = named_leaves(output, "output")
+    for path, out in leaves:
+        if not isinstance(out, torch.Tensor):
+            where = "the output" if len(leaves) == 1 else path
+            raise RuntimeError(with_torch_func_text(
+                f"{_JVP}: expected f(*primals) to return only tensors, got unsupported type "
+                f"{type(out)}",
+                f"{context}: {where} of {name} is {kind_of(out)}."))

@@ -14,7 +14,9 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ._levels import refuse_torch_func_mixing
 from ._pytree import (
+    RandomnessError,
     TreeSpec,
     check_argnums,
     fn_name,
@@ -23,11 +25,12 @@ from ._pytree import (
     tree_leaves,
     tree_map,
     tree_unflatten,
+    with_torch_func_text,
     wrap_argnums,
     wraps,
 )
-from .autodiff import vjp_with_argnums
-from .forward import jvp
+from .autodiff import _check_differentiable, vjp_with_argnums
+from .forward import jvp_with_context
 from .vmap import vmap
 
 __all__ = ["jacrev", "jacfwd", "hessian"]
@@ -121,14 +124,20 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
     if not (chunk_size is None or chunk_size > 0):
         raise ValueError("jacfwd: `chunk_size` should be greater than 0.")
     if randomness not in ("error", "same", "different"):
-        raise ValueError(f"jacfwd: randomness must be 'error', 'same' or 'different', "
-                         f"got {randomness!r}")
+        raise RandomnessError(with_torch_func_text(
+            f"Only allowed values for randomness are 'error', 'different', or 'same'. "
+            f"Got {randomness}",
+            f"jacfwd({name}, ..., randomness={randomness!r}): randomness is passed to the "
+            f"vmap over the basis of the inputs."))
 
     @wraps(func)
     def wrapper_fn(*args: Any) -> Any:
+        refuse_torch_func_mixing("jacfwd")
         _error_if_complex("jacfwd", args, "inputs")
         wrapped = wrap_argnums(argnums, len(args), f"jacfwd({name}, argnums={argnums!r})(*args)",
                                name)
+        context = f"jacfwd({name})(*args)"
+        _check_differentiable(context, args, wrapped, "or leave it out of argnums", forward=True)
         diff_positions = (wrapped,) if isinstance(wrapped, int) else wrapped
         flat_primals, primals_spec = tree_flatten(slice_argnums(args, wrapped))
 
@@ -139,7 +148,8 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             return func(*full)
 
         def push(*tangents: torch.Tensor) -> tuple:
-            return jvp(of_primals, tuple(flat_primals), tangents, has_aux=has_aux)[1:]
+            return jvp_with_context(context, name, of_primals, tuple(flat_primals), tangents,
+                                    False, has_aux)[1:]
 
         numels = [p.numel() for p in flat_primals]
         # randomness='same' means one draw for every column: each chunk starts from the

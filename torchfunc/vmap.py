@@ -14,6 +14,8 @@ import torch
 from ._engine import _C
 from ._levels import refuse_torch_func_mixing, vmap_level
 from ._pytree import (
+    OutDimError,
+    RandomnessError,
     TreeSpec,
     broadcast_prefix,
     fn_name,
@@ -23,6 +25,7 @@ from ._pytree import (
     tree_flatten,
     tree_leaves,
     tree_unflatten,
+    with_torch_func_text,
     wraps,
 )
 
@@ -62,6 +65,9 @@ def vmap(
         A function taking the same arguments as ``func`` whose outputs have the mapped
         dim inserted at ``out_dims``.
 
+    Errors that torch.func also raises have its exception class (or a subclass) and
+    start with its message, followed by torchfunc's details.
+
     Example::
 
         >>> x, y = torch.randn(8, 3), torch.randn(8, 3)
@@ -69,9 +75,12 @@ def vmap(
         torch.Size([8])
     """
     if randomness not in _RANDOMNESS:
-        raise ValueError(
-            f"vmap({fn_name(func)}, ..., randomness={randomness!r}): randomness must be "
-            f"'error', 'different' or 'same', got {randomness!r}")
+        raise RandomnessError(with_torch_func_text(
+            f"Only allowed values for randomness are 'error', 'different', or 'same'. "
+            f"Got {randomness}",
+            f"vmap({fn_name(func)}, ..., randomness={randomness!r}): 'error' refuses random "
+            f"operations, 'different' draws independently per example, 'same' draws once for "
+            f"all examples."))
     if not (chunk_size is None or chunk_size > 0):
         raise ValueError(f"vmap: chunk_size should be None or greater than 0. (got {chunk_size})")
 
@@ -94,7 +103,8 @@ def _flatten_inputs(func: Callable, in_dims: Any, args: tuple
                     ) -> tuple[int, list[int | None], list[Any], TreeSpec]:
     """Check in_dims against the positional inputs; returns the batch size, one in_dim
     (non-negative, or None) per input leaf, the input leaves and their structure."""
-    context = f"vmap({fn_name(func)}, in_dims={in_dims!r}, ...)(<inputs>)"
+    # torch.func's texts format in_dims and in_dim with str() (in_dims='0' shows as 0).
+    context = f"vmap({fn_name(func)}, in_dims={in_dims}, ...)(<inputs>)"
     if not isinstance(in_dims, (int, tuple)):
         raise ValueError(
             f"{context}: expected `in_dims` to be int or a (potentially nested) tuple "
@@ -108,17 +118,19 @@ def _flatten_inputs(func: Callable, in_dims: Any, args: tuple
     flat_args, args_spec = tree_flatten(args)
     flat_in_dims = broadcast_prefix(in_dims, args_spec)
     if flat_in_dims is None:
-        raise ValueError(
-            f"{context}: in_dims is not compatible with the structure of `inputs`: "
-            f"{prefix_mismatch(in_dims, args, 'in_dims', 'inputs', 'positional input')}.")
+        # torch.func goes on with "in_dims has structure TreeSpec(...)": in words here.
+        raise ValueError(with_torch_func_text(
+            f"{context}: in_dims is not compatible with the structure of `inputs`.",
+            f"{prefix_mismatch(in_dims, args, 'in_dims', 'inputs', 'positional input')}."))
 
     for i, (arg, in_dim) in enumerate(zip(flat_args, flat_in_dims)):
         if in_dim is None:
             continue
         if not isinstance(in_dim, int):
-            raise ValueError(
-                f"{context}: Got in_dim={in_dim!r} for an input but in_dim must be either "
-                f"an integer dimension or None.")
+            raise ValueError(with_torch_func_text(
+                f"{context}: Got in_dim={in_dim} for an input but in_dim must be either "
+                f"an integer dimension or None.",
+                f"got {in_dim!r} ({kind_of(in_dim)})."))
         if not isinstance(arg, torch.Tensor):
             raise ValueError(
                 f"{context}: Got in_dim={in_dim} for an input but the input is of type "
@@ -150,11 +162,12 @@ def _batch_size(flat_in_dims: list[int | None], flat_args: list[Any]) -> int:
 def _check_out_dims(func: Callable, out_dims: Any) -> None:
     for out_dim in tree_leaves(out_dims):
         if out_dim is not None and not isinstance(out_dim, int):
-            raise ValueError(
-                f"vmap({fn_name(func)}, ..., out_dims={out_dims!r}): `out_dims` must be "
+            # torch.func formats out_dims with str() (out_dims='0' shows as 0).
+            raise ValueError(with_torch_func_text(
+                f"vmap({fn_name(func)}, ..., out_dims={out_dims}): `out_dims` must be "
                 f"an int, None or a python collection of ints representing where in the "
-                f"outputs the vmapped dimension should appear; got {out_dim!r} "
-                f"({kind_of(out_dim)}).")
+                f"outputs the vmapped dimension should appear.",
+                f"got {out_dim!r} ({kind_of(out_dim)})."))
 
 
 def _flat_out_dims(func: Callable, outputs: Any, spec: TreeSpec, out_dims: Any
@@ -165,10 +178,11 @@ def _flat_out_dims(func: Callable, outputs: Any, spec: TreeSpec, out_dims: Any
         prefix = out_dims[0]  # torch.func accepts a 1-tuple for a single Tensor output
     flat = broadcast_prefix(prefix, spec)
     if flat is None:
-        raise ValueError(
-            f"vmap({fn_name(func)}, ..., out_dims={out_dims!r})(<inputs>): out_dims is not "
-            f"compatible with the structure of `outputs`: "
-            f"{prefix_mismatch(out_dims, outputs, 'out_dims', 'outputs', 'output')}.")
+        # torch.func goes on with "out_dims has structure TreeSpec(...)": in words here.
+        raise ValueError(with_torch_func_text(
+            f"vmap({fn_name(func)}, ..., out_dims={out_dims})(<inputs>): out_dims is not "
+            f"compatible with the structure of `outputs`.",
+            f"{prefix_mismatch(out_dims, outputs, 'out_dims', 'outputs', 'output')}."))
     return flat
 
 
@@ -194,10 +208,12 @@ def _unbatch(func: Callable, outputs: Any, out_dims: Any, level: int, batch_size
         rank = out.dim() + 1  # the logical rank once the batch dim is inserted
         if not -rank <= out_dim < rank:
             where = "the output" if spec.is_leaf() else named_leaves(outputs, "outputs")[i][0]
-            raise ValueError(
+            raise OutDimError(with_torch_func_text(
+                f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
+                f"but got {out_dim})",
                 f"vmap({name}, ..., out_dims={out_dims!r})(<inputs>): out_dim={out_dim} is "
                 f"out of range for {where} of {name}, which has {out.dim()} dims per example "
-                f"({rank} with the mapped dim), so expected {-rank} <= out_dim < {rank}.")
+                f"({rank} with the mapped dim), so expected {-rank} <= out_dim < {rank}."))
         unbatched.append(_C.remove_batch_dim(out, level, batch_size, out_dim % rank))
     return tree_unflatten(unbatched, spec)
 
