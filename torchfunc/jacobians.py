@@ -159,7 +159,7 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
         for basis in _standard_basis(flat_primals, numels, chunk_size):
             if rng_state is not None:
                 torch.set_rng_state(rng_state)
-            if chunk_size == 1:  # a plain loop: vmap's restrictions do not apply
+            if chunk_size == 1 and basis[0].shape[0] > 0:  # a plain loop: no vmap restrictions
                 result = push(*(b[0] for b in basis))
                 columns = tree_map_tensors(lambda t: t.unsqueeze(0), result[0])
                 chunk_aux = result[1] if has_aux else None
@@ -221,6 +221,9 @@ def _standard_basis(flat_output: list[torch.Tensor], numels: list[int],
     """The N x N identity, N = sum(numels), chunk_size rows at a time; each chunk split
     by columns into one tensor per output, of shape (rows, *output.shape)."""
     total = sum(numels)
+    if total == 0:  # no basis vector: one chunk of zero rows (an empty Jacobian)
+        yield [out.new_zeros(0, *out.shape) for out in flat_output]
+        return
     step = total if chunk_size is None else min(chunk_size, total)
     starts = [0, *itertools.accumulate(numels)][:-1]  # first column of each output
     for first_row in range(0, total, step):
@@ -236,7 +239,7 @@ def _standard_basis(flat_output: list[torch.Tensor], numels: list[int],
 def _vjp_rows(vjp_fn: Callable, basis: list[torch.Tensor], output_spec: TreeSpec,
               chunk_size: int | None) -> list[torch.Tensor]:
     """VJPs of the basis rows, one tensor per primal leaf with the rows as dim 0."""
-    if chunk_size == 1:  # a plain loop: vmap's restrictions do not apply
+    if chunk_size == 1 and basis[0].shape[0] > 0:  # a plain loop: no vmap restrictions
         vjps = vjp_fn(tree_unflatten([row[0] for row in basis], output_spec))
         return [v.unsqueeze(0) for v in tree_leaves(vjps)]
     return tree_leaves(vmap(vjp_fn)(tree_unflatten(basis, output_spec)))
