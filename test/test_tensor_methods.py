@@ -53,3 +53,55 @@ def test_new_tensor_keeps_dtype_and_is_plain_outside():
     assert y.new_tensor([1, 2]).dtype == torch.float64
     out = torchfunc.vmap(lambda a: a.new_tensor([1.0, 2.0]), out_dims=None)(y.expand(3, 2))
     assert out.dtype == torch.float64 and _C.wrapper_info(out) is None
+
+
+@pytest.mark.parametrize("transform", ["vmap", "grad", "jvp", "functionalize"])
+def test_requires_grad_inside_a_transform_is_refused_like_torch_func(transform):
+    def run(lib):
+        f = lambda a: (torch.ones(3).requires_grad_(), a.sum())[1]
+        if transform == "vmap":
+            return lib.vmap(f)(X)
+        if transform == "grad":
+            return lib.grad(f)(X[0])
+        if transform == "jvp":
+            return lib.jvp(f, (X[0],), (X[0],))
+        return lib.functionalize(f)(X[0])
+
+    with pytest.raises(RuntimeError) as theirs:
+        run(torch.func)
+    with pytest.raises(RuntimeError) as ours:
+        run(torchfunc)
+    assert str(theirs.value) in str(ours.value)
+    assert _C.stack_depth() == 0
+    assert torch.ones(2).requires_grad_().requires_grad  # outside: torch's own
+
+
+# torch's legacy vmap would cast our BatchedTensors to its own type and crash the process:
+# run each call in a subprocess, so that a crash is a failure, not the end of the run.
+LEGACY = {
+    "legacy_vmap_inside_vmap": "torchfunc.vmap(lambda a: V._vmap(torch.sin)(a))(torch.randn(2, 3))",
+    "legacy_vmap_inside_grad": "torchfunc.grad(lambda a: V._vmap(torch.sin)(a).sum())(torch.randn(3))",
+    "jacobian_vectorize_inside_vmap": "torchfunc.vmap(lambda a: torch.autograd.functional.jacobian("
+                                      "torch.sin, a, vectorize=True).sum())(torch.randn(2, 3))",
+    "hessian_vectorize_inside_grad": "torchfunc.grad(lambda a: torch.autograd.functional.hessian("
+                                     "lambda b: b.sin().sum(), a, vectorize=True).sum())(torch.randn(3))",
+}
+
+
+@pytest.mark.parametrize("name", LEGACY)
+def test_legacy_vmap_inside_transforms_raises_instead_of_crashing(name):
+    import subprocess
+    import sys
+    code = ("import torch, torchfunc, torch._vmap_internals as V\n"
+            "try:\n"
+            f"    {LEGACY[name]}\n"
+            "    print('NO ERROR')\n"
+            "except RuntimeError as e:\n"
+            "    print('RuntimeError:', e)\n"
+            "assert torchfunc._C.stack_depth() == 0\n"
+            "print(torch.autograd.functional.jacobian(torch.sin, torch.ones(2), vectorize=True).shape)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "RuntimeError:" in done.stdout and ("legacy vmap" in done.stdout or
+                                              "requires_grad_" in done.stdout), done.stdout
+    assert "torch.Size([2, 2])" in done.stdout  # outside the transforms it still works

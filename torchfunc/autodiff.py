@@ -29,6 +29,7 @@ from ._pytree import (
     wrap_argnums,
     wraps,
 )
+from .tensor_methods import require_grad
 
 __all__ = ["grad", "grad_and_value", "vjp"]
 
@@ -210,10 +211,10 @@ def _unwrap(tree: Any, level: int) -> Any:
 
 
 def _require_grad(tree: Any) -> None:
-    """requires_grad_() on every (lifted) Tensor of `tree`. (A user's own requires_grad_()
-    inside a transform is not refused yet: Tensor.requires_grad_ bypasses the dispatcher.)"""
+    """requires_grad_() on every (lifted) Tensor of `tree` (a user's own requires_grad_()
+    inside a transform is refused: NOTE [Tensor methods that read type ids or storage])."""
     for leaf in tree_leaves(tree):
-        leaf.requires_grad_()
+        require_grad(leaf)
 
 
 def _check_differentiable(context: str, args: tuple, argnums: int | tuple[int, ...] | None,

@@ -11,8 +11,12 @@ an op, and so never meet our keys:
   the highest dispatch key of ``self``, ignoring core functorch's keys but not ours
   ("DispatchKey DeferredInit doesn't correspond to a device"). They only read self's
   dtype and device, which the innermost plain tensor has too, so they are called on it.
-``install()`` defines these methods on ``torch.Tensor``; for a plain tensor they are
-torch's own, at the cost of one check.
+- ``requires_grad_()`` inside a transform is refused with torch.func's error (torch.func
+  checks its own stack in that binding): a tensor made to require grad behind a
+  transform's back would be differentiated by no level, or by the wrong one. Our
+  transforms mark their inputs with ``require_grad`` below.
+``install()`` defines these methods on ``torch.Tensor``; for a plain tensor outside the
+transforms they are torch's own, at the cost of one check.
 """
 from __future__ import annotations
 
@@ -25,6 +29,14 @@ __all__ = ["install"]
 _torch_tolist = torch.Tensor.tolist
 _torch_new_tensor = torch.Tensor.new_tensor
 _torch_new = torch.Tensor.new
+_torch_requires_grad_ = torch.Tensor.requires_grad_
+
+_REQUIRES_GRAD_INSIDE = (
+    "You are attempting to call Tensor.requires_grad_() (or perhaps using "
+    "torch.autograd.functional.* APIs) inside of a function being transformed by a functorch "
+    "transform. This is unsupported, please attempt to use the functorch transforms (e.g. grad, "
+    "vjp, jacrev, jacfwd, hessian) or call requires_grad_() outside of a function being "
+    "transformed instead.")
 
 
 def _innermost(tensor: torch.Tensor) -> torch.Tensor:
@@ -52,12 +64,29 @@ def _new(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     return _torch_new(_innermost(self), *args, **kwargs)
 
 
+def require_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """requires_grad_() for torchfunc's own transforms (they mark their lifted inputs)."""
+    return _torch_requires_grad_(tensor)
+
+
+def _requires_grad_(self: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:
+    info = _C.top_interpreter_info()
+    if info is not None:
+        raise RuntimeError(
+            f"{_REQUIRES_GRAD_INSIDE} torchfunc: requires_grad_() was called inside "
+            f"torchfunc.{info[0]} at level {info[1]}; to differentiate with respect to this "
+            "tensor, make it an input of a grad/vjp/jacrev-transformed function (argnums).")
+    return _torch_requires_grad_(self, requires_grad)
+
+
 def install() -> None:
     """Define the methods above on torch.Tensor (NOTE [Tensor methods that read type ids
     or storage])."""
     _tolist.__doc__ = _torch_tolist.__doc__
     _new_tensor.__doc__ = _torch_new_tensor.__doc__
     _new.__doc__ = _torch_new.__doc__
+    _requires_grad_.__doc__ = _torch_requires_grad_.__doc__
     torch.Tensor.tolist = _tolist
+    torch.Tensor.requires_grad_ = _requires_grad_
     torch.Tensor.new_tensor = _new_tensor
     torch.Tensor.new = _new
