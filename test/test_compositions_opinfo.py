@@ -36,8 +36,6 @@ VMAPVJP_HAS_BATCH_RULE_XFAILS = Table(
     base=[VMAPVJP_XFAILS])
 JACREV_HAS_BATCH_RULE_XFAILS = Table(
     xfail("__getitem__", reason="index_put with boolean masks or batched indices only loops"),
-    xfail("nn.functional.scaled_dot_product_attention",
-          reason="no batching rule for _scaled_dot_product_flash_attention_for_cpu_backward (loops)"),
     base=[JACREV_XFAILS])
 
 
