@@ -101,7 +101,7 @@ namespace {
 
 // Composite ops run their composite kernel on the logical tensors; the others loop.
 Outs decompose_rule(Call& call) {
-  torch::jit::Stack stack = std::move(call.args);
+  torch::jit::Stack stack = call.args; // a copy: run_rule may need the arguments again
   call.op.callBoxedForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd, stack);
   Outs outs;
   for (auto& v : stack) outs.push_back({std::move(v), std::nullopt});

@@ -10,6 +10,7 @@
 #include "../keys.h"
 #include "../stack.h"
 #include "batched_tensor.h"
+#include "example_checks.h"
 #include "rule.h"
 
 #include <ATen/core/op_registration/op_registration.h>
@@ -83,14 +84,25 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
   }
   Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
   torch::jit::drop(*stack, n);
-  Outs outs;
-  if (kind == RuleKind::Physical) {
-    c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
-    outs = rule(call);
-  } else {
-    outs = rule(call);
+  if (checks_one_example(op, call.args)) {
+    check_one_example(op, call.args);
   }
-  push_outputs(stack, outs, level);
+  Outs outs;
+  try {
+    if (kind == RuleKind::Physical) {
+      c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
+      outs = rule(call);
+    } else {
+      outs = rule(call);
+    }
+    push_outputs(stack, outs, level);
+  } catch (const c10::Error&) {
+    // The rule's error speaks of the physical (batched) tensors; an example the op
+    // refuses on its own gets the op's own error instead (NOTE [Rules check what the
+    // op checks]). An error that one example does not reproduce stands.
+    check_one_example(op, call.args);
+    throw;
+  }
 }
 
 namespace {

@@ -1,0 +1,139 @@
+// NOTE [Rules check what the op checks]
+// A physical rule runs the op once on the whole batch, so the kernel checks the
+// physical tensors, not each example: trace of 3-D examples is a valid batched trace
+// of matrices, bmm of 2-D examples a valid bmm, t of 3-D examples a transpose. Eager
+// PyTorch (and torch.func) refuse those calls for one example; a rule must too, or
+// vmap returns numbers for a program that has none. For the ops listed here, whose
+// kernels' rank and argument checks a batch dim can satisfy by accident, run_rule
+// first runs the op's own kernel on the first example (every level's batch dim
+// selected at 0; in-place ops on a copy), below every transform: the eager checks raise
+// the eager error, with its text. (Meta tensors would cost nothing, but several meta
+// kernels word their checks differently, or raise another class.) The cost is one
+// example's worth of the op, for ops that are not on the hot path of a model; the
+// products on that path (mm, mv, dot) are checked only when their examples' ranks are
+// not the ones the op takes, which costs a rank comparison otherwise. An empty batch
+// is not checked. The same check runs for every op whose rule raised: the rule's
+// error is about physical shapes ("diagonal dimensions cannot be identical 2, 2" for
+// the user's dims 1, 1), so an example the op refuses gets the op's error instead.
+#include "example_checks.h"
+
+#include "../autodiff/grad_tensor.h"
+#include "../keys.h"
+#include "../op_traits.h"
+#include "batched_tensor.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <optional>
+#include <unordered_map>
+
+namespace torchfunc {
+namespace {
+
+constexpr const char* kCheckedOps[] = {
+    "trace", "t", "t_copy", "tril", "triu", "tril_", "triu_", "bmm", "roll",
+    "narrow_copy", "unbind.int", "unbind_copy.int", "masked_fill.Tensor", "masked_fill_.Tensor",
+    "masked_fill.Scalar", "masked_fill_.Scalar", "masked_scatter", "masked_scatter_", "linalg_eig",
+    "linalg_eigvals", "_linalg_eigh", "linalg_lu", "linalg_lu_factor_ex", "linalg_qr",
+    "linalg_solve_triangular", "_linalg_svd", "linalg_inv_ex", "_linalg_det", "_linalg_slogdet",
+    "linalg_cholesky_ex", "linalg_matrix_exp", "cholesky", "cholesky_inverse", "triangular_solve",
+    "linalg_householder_product", "linalg_ldl_factor_ex", "_linalg_solve_ex", "linalg_lu_solve",
+    "linalg_cross", "linalg_pinv.atol_rtol_tensor", "linalg_pinv.atol_rtol_float"};
+
+// Products checked only when the examples' ranks (self, other) are not these.
+struct RankedOp {
+  const char* name;
+  int64_t self_rank;
+  int64_t other_rank;
+};
+constexpr RankedOp kRankedOps[] = {{"mm", 2, 2}, {"mv", 2, 1}, {"dot", 1, 1}, {"vdot", 1, 1}};
+
+const c10::FunctionSchema* find(const std::string& name) {
+  const auto dot = name.find('.');
+  auto op = c10::Dispatcher::singleton().findSchema(
+      {"aten::" + name.substr(0, dot), dot == std::string::npos ? "" : name.substr(dot + 1)});
+  return op ? &op->schema() : nullptr;
+}
+
+// nullopt: always checked; else the ranks under which the check is skipped.
+using Checked = std::unordered_map<const c10::FunctionSchema*, std::optional<std::pair<int64_t, int64_t>>>;
+
+const Checked& checked_schemas() {
+  static const auto schemas = [] {
+    Checked out;
+    for (const char* name : kCheckedOps) {
+      if (auto* s = find(name)) out.emplace(s, std::nullopt);
+    }
+    for (const auto& r : kRankedOps) {
+      if (auto* s = find(r.name)) out.emplace(s, std::make_pair(r.self_rank, r.other_rank));
+    }
+    return out;
+  }();
+  return schemas;
+}
+
+// The first example of t: every BatchedTensor's batch dim selected at 0, every
+// GradTensor unwrapped, down to a plain tensor. Undefined when a batch is empty. The
+// select on a BatchedTensor of a lower level is dispatched as usual, so that level's
+// rules select along its logical dims.
+at::Tensor first_example(at::Tensor t) {
+  while (t.defined()) {
+    if (auto* b = maybe_batched(t)) {
+      if (b->value().size(b->bdim()) == 0) return at::Tensor();
+      t = b->value().select(b->bdim(), 0);
+    } else if (auto* g = maybe_grad_tensor(t)) {
+      t = g->value();
+    } else {
+      return t;
+    }
+  }
+  return t;
+}
+
+} // namespace
+
+bool checks_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& args) {
+  const auto& checked = checked_schemas();
+  auto it = checked.find(&op.schema());
+  if (it == checked.end()) return false;
+  if (!it->second) return true;
+  return args[0].toTensor().dim() != it->second->first || args[1].toTensor().dim() != it->second->second;
+}
+
+void check_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& args) {
+  // Arguments the op writes are copies: the check must change nothing.
+  const bool inplace = is_inplace(op.schema()) || writes_arguments(op.schema());
+  bool empty = false;
+  auto example = [&](const at::Tensor& t) {
+    if (!t.defined()) return t;
+    auto e = first_example(t);
+    empty |= !e.defined();
+    return inplace && e.defined() ? e.clone() : e;
+  };
+  torch::jit::Stack one;
+  one.reserve(args.size());
+  for (const auto& iv : args) {
+    if (iv.isTensor()) {
+      one.emplace_back(example(iv.toTensor()));
+    } else if (iv.isTensorList()) {
+      c10::List<at::Tensor> list;
+      for (const at::Tensor& t : iv.toTensorList()) list.push_back(example(t));
+      one.emplace_back(std::move(list));
+    } else if (iv.isList() && iv.toListRef().size() > 0 && iv.isOptionalTensorList()) {
+      c10::List<std::optional<at::Tensor>> list;
+      for (const c10::IValue& e : iv.toListRef()) {
+        list.push_back(e.isTensor() ? std::optional<at::Tensor>(example(e.toTensor())) : std::nullopt);
+      }
+      one.emplace_back(std::move(list));
+    } else {
+      one.push_back(iv);
+    }
+  }
+  if (empty) return;
+  c10::impl::ExcludeDispatchKeyGuard below_every_transform((transform_range() - c10::DispatchKeySet(kBackKey)) |
+                                                           front_and_back());
+  op.callBoxed(one);
+}
+
+} // namespace torchfunc
