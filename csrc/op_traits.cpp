@@ -25,6 +25,11 @@ bool writes_arguments(const c10::FunctionSchema& schema) {
   return false;
 }
 
+std::string display_name(const c10::OperatorHandle& op) {
+  const auto& n = op.schema().operator_name();
+  return n.overload_name.empty() ? n.name : n.name + "." + n.overload_name;
+}
+
 bool is_composite_implicit(const c10::OperatorHandle& op) {
   return op.hasKernelForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd);
 }

@@ -12,6 +12,8 @@ namespace torchfunc {
 bool is_inplace(const c10::FunctionSchema& schema);
 // Some argument other than a returned self is written (out= variants, ...).
 bool writes_arguments(const c10::FunctionSchema& schema);
+// "aten::name.overload" (or "aten::name"), as error messages show an op.
+std::string display_name(const c10::OperatorHandle& op);
 // Has a CompositeImplicitAutograd kernel: decomposes into other ops.
 bool is_composite_implicit(const c10::OperatorHandle& op);
 

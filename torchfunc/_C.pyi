@@ -77,14 +77,16 @@ class lowered:
     """Context: the top interpreter is set aside until exit (ops meet the one below)."""
     def __enter__(self) -> None: ...
     def __exit__(self, *args) -> bool: ...
-class batched_key_excluded:
-    """Context: ops skip the batching rules of the vmap level being processed (they go
-    to the level below), as the calls of a physical rule do."""
+class keys_excluded:
+    """Context: some dispatch keys excluded until exit (made by the two functions below)."""
     def __enter__(self) -> None: ...
     def __exit__(self, *args) -> bool: ...
+def batched_key_excluded() -> keys_excluded:
+    """Ops skip the batching rules of the vmap level being processed (they go to the
+    level below), as the calls of a physical rule do."""
+def transforms_suspended() -> keys_excluded:
+    """No transform sees the ops run inside it (our front and back keys are excluded)."""
 def batched_key_name() -> str:
     """The dispatch key batching rules are registered on (csrc/keys.h)."""
-class transforms_suspended:
-    """Context: no transform sees the ops run inside it (our keys are excluded)."""
-    def __enter__(self) -> None: ...
-    def __exit__(self, *args) -> bool: ...
+def unwrap_if_dead(tensor: Tensor) -> Tensor:
+    """tensor with its dead GradTensors peeled (their levels were popped)."""

@@ -128,15 +128,14 @@ std::optional<InterpreterInfo> top_interpreter_info() {
 struct PyLowered {
   std::optional<LowerGuard> guard;
 };
-// transforms_suspended(): our front and back keys are excluded until exit, so ops on
-// plain tensors run as if no transform were active (printing uses it).
-struct PyTransformsSuspended {
-  std::optional<c10::impl::ExcludeDispatchKeyGuard> guard;
-};
-
-// batched_key_excluded(): ops called inside it skip the batching rules of the vmap level
-// being processed and go to the level below, as a physical rule's calls do.
-struct PyBatchedKeyExcluded {
+// keys_excluded: `keys` excluded until exit. Made by
+//   transforms_suspended(): our front and back keys, so ops on plain tensors run as if
+//     no transform were active (printing uses it);
+//   batched_key_excluded(): ops skip the batching rules of the vmap level being
+//     processed and go to the level below, as a physical rule's calls do.
+struct PyKeysExcluded {
+  explicit PyKeysExcluded(c10::DispatchKeySet k) : keys(k) {}
+  c10::DispatchKeySet keys;
   std::optional<c10::impl::ExcludeDispatchKeyGuard> guard;
 };
 
@@ -184,6 +183,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // an op's Python autograd kernel runs at a grad level.
   m.def("processing_op", [] { return c10::impl::tls_is_dispatch_key_excluded(kFrontKey); });
   m.def("unwrap_batched", [](const at::Tensor& t, int64_t level) { return unwrap_at(t, level); });
+  m.def("unwrap_if_dead", &unwrap_if_dead);
   pybind11::class_<PyLowered>(m, "lowered")
       .def(pybind11::init<>())
       .def("__enter__", [](PyLowered& self) {
@@ -195,21 +195,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         self.guard.reset();
         return false;
       });
-  pybind11::class_<PyBatchedKeyExcluded>(m, "batched_key_excluded")
-      .def(pybind11::init<>())
-      .def("__enter__", [](PyBatchedKeyExcluded& self) { self.guard.emplace(c10::DispatchKeySet(kBatchedKey)); })
-      .def("__exit__", [](PyBatchedKeyExcluded& self, const pybind11::args&) {
+  pybind11::class_<PyKeysExcluded>(m, "keys_excluded")
+      .def("__enter__", [](PyKeysExcluded& self) { self.guard.emplace(self.keys); })
+      .def("__exit__", [](PyKeysExcluded& self, const pybind11::args&) {
         self.guard.reset();
         return false;
       });
+  m.def("transforms_suspended", [] { return std::make_unique<PyKeysExcluded>(front_and_back()); });
+  m.def("batched_key_excluded", [] { return std::make_unique<PyKeysExcluded>(c10::DispatchKeySet(kBatchedKey)); });
   m.def("batched_key_name", [] { return std::string(c10::toString(kBatchedKey)); });
-  pybind11::class_<PyTransformsSuspended>(m, "transforms_suspended")
-      .def(pybind11::init<>())
-      .def("__enter__", [](PyTransformsSuspended& self) { self.guard.emplace(front_and_back()); })
-      .def("__exit__", [](PyTransformsSuspended& self, const pybind11::args&) {
-        self.guard.reset();
-        return false;
-      });
   m.def("set_fallback_warning", &set_fallback_warning);
   m.def("set_fallback_enabled", &set_fallback_enabled);
   m.def("fallback_count", &fallback_count);

@@ -150,13 +150,13 @@ Outs inplace_through_functional(Call& call) {
 }
 
 void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
-  if (is_composite_implicit(op) && !any_batched_at(*stack, op.schema().arguments().size(), top_interpreter().level())) {
-    // Decomposed here rather than below, so that the ops it is made of still meet the
-    // batching rules (NOTE [Random ops inside decompositions]).
-    op.callBoxedForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd, *stack);
-    return;
-  }
   if (is_composite_implicit(op)) {
+    if (!any_batched_at(*stack, op.schema().arguments().size(), top_interpreter().level())) {
+      // Decomposed here rather than below, so that the ops it is made of still meet the
+      // batching rules (NOTE [Random ops inside decompositions]).
+      op.callBoxedForDispatchKey(c10::DispatchKey::CompositeImplicitAutograd, *stack);
+      return;
+    }
     run_rule(op, stack, &decompose_rule, RuleKind::Logical);
   } else if (functional_form(op).has_value()) {
     run_rule(op, stack, &inplace_through_functional, RuleKind::Logical);

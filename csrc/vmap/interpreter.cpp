@@ -38,11 +38,6 @@
 namespace torchfunc {
 namespace {
 
-std::string name_of(const c10::OperatorHandle& op) {
-  const auto& n = op.schema().operator_name();
-  return n.overload_name.empty() ? n.name : n.name + "." + n.overload_name;
-}
-
 int64_t size_argument(const c10::FunctionSchema& schema) {
   const auto& args = schema.arguments();
   for (size_t i = 0; i < args.size(); ++i) {
@@ -61,7 +56,7 @@ void random_same(const Interpreter& self, const c10::OperatorHandle& op, torch::
     continue_below(op, stack);
     return;
   }
-  const auto name = name_of(op);
+  const auto name = display_name(op);
   const auto& op_name = schema.operator_name().name;
   if (op_name.size() > 5 && op_name.compare(op_name.size() - 5, 5, "_like") == 0) {
     // randn_like(x) and friends read only x's shape and options: one draw of the
@@ -96,7 +91,7 @@ void random_different(const Interpreter& self, const c10::OperatorHandle& op, to
   const auto n = schema.arguments().size();
   const auto level = self.level();
   const auto batch_size = self.vmap().batch_size;
-  const auto name = name_of(op);
+  const auto name = display_name(op);
   const size_t first = stack->size() - n;
   c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
   if (is_inplace(schema)) {
@@ -176,7 +171,7 @@ void random_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const auto& self = top_interpreter();
   switch (self.vmap().randomness) {
     case Randomness::Error:
-      TORCH_CHECK(false, errors::random_in_error_mode(name_of(op)));
+      TORCH_CHECK(false, errors::random_in_error_mode(display_name(op)));
     case Randomness::Same:
       return random_same(self, op, stack);
     case Randomness::Different:

@@ -8,6 +8,7 @@
 
 #include "../errors.h"
 #include "../keys.h"
+#include "../op_traits.h"
 #include "../stack.h"
 #include "batched_tensor.h"
 #include "example_checks.h"
@@ -20,8 +21,7 @@
 namespace torchfunc {
 
 std::string Call::name() const {
-  const auto& n = op.schema().operator_name();
-  return n.overload_name.empty() ? n.name : n.name + "." + n.overload_name;
+  return display_name(op);
 }
 
 std::pair<at::Tensor, std::optional<int64_t>> Call::tensor(size_t i) const {
@@ -84,7 +84,8 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
   }
   Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
   torch::jit::drop(*stack, n);
-  if (checks_one_example(op, call.args)) {
+  const bool checked = checks_one_example(op, call.args);
+  if (checked) {
     check_one_example(op, call.args);
   }
   Outs outs;
@@ -100,7 +101,9 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
     // The rule's error speaks of the physical (batched) tensors; an example the op
     // refuses on its own gets the op's own error instead (NOTE [Rules check what the
     // op checks]). An error that one example does not reproduce stands.
-    check_one_example(op, call.args);
+    if (!checked) {
+      check_one_example(op, call.args);
+    }
     throw;
   }
 }
@@ -116,8 +119,7 @@ class RuleKernel final : public c10::OperatorKernel {
     // 'error' mode when its inputs are unbatched (NOTE [Randomness under vmap]).
     if (random_ && top_interpreter().vmap().randomness == Randomness::Error &&
         !draws_nothing(op.schema(), *stack)) {
-      const auto& n = op.schema().operator_name();
-      TORCH_CHECK(false, errors::random_in_error_mode(n.overload_name.empty() ? n.name : n.name + "." + n.overload_name));
+      TORCH_CHECK(false, errors::random_in_error_mode(display_name(op)));
     }
     run_rule(op, stack, rule_, kind_);
   }

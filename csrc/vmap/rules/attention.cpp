@@ -34,10 +34,10 @@ Outs flash_attention_cpu_rule(Call& call) {
       if (axis::logical_rank(q, q_bdim) != 4) return loop_rule(call); // the kernel's own error
       n = axis::materialize(q, q_bdim, B).size(1);
     }
+    // 'error' mode is refused before any random op's rule runs (plumbing.cpp, RuleKernel).
     if (sargs[i].name() == "dropout_p" && call.args[i].toDouble() != 0.0) {
-      const auto randomness = top_interpreter().vmap().randomness;
-      TORCH_CHECK(randomness != Randomness::Error, errors::random_in_error_mode(call.name()));
-      TORCH_CHECK(randomness != Randomness::Same, errors::random_same_with_batched_input(call.name()));
+      TORCH_CHECK(top_interpreter().vmap().randomness != Randomness::Same,
+                  errors::random_same_with_batched_input(call.name()));
     }
   }
   auto args = call.args;
