@@ -24,7 +24,8 @@ from torch.utils._pytree import (
 )
 
 __all__ = [
-    "TreeSpec", "tree_flatten", "tree_leaves", "tree_map", "tree_unflatten", "treespec_pprint",
+    "TreeSpec", "tree_flatten", "tree_leaves", "tree_map", "tree_map_tensors", "tree_unflatten",
+    "treespec_pprint",
     "fn_name", "kind_of", "wraps", "named_leaves", "broadcast_prefix", "prefix_mismatch",
     "check_argnums", "wrap_argnums", "slice_argnums",
     "with_torch_func_text", "ArgnumsError", "ArgnumsTypeError", "InputError",
@@ -66,6 +67,11 @@ def with_torch_func_text(theirs: str, ours: str) -> str:
     """torch.func's message unchanged, then torchfunc's own words."""
     separator = " " if theirs.endswith((".", "!", "?")) else ". "
     return f"{theirs}{separator}torchfunc: {ours}"
+
+
+def tree_map_tensors(fn: Callable, tree: Any) -> Any:
+    """`tree` with fn applied to every Tensor leaf; other leaves as they are."""
+    return tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x, tree)
 
 
 # --- naming ------------------------------------------------------------------------------

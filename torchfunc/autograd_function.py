@@ -43,7 +43,7 @@ from torch.autograd.function import _SingleLevelFunction
 
 from ._engine import _C
 from ._levels import vmap_level
-from ._pytree import broadcast_prefix, tree_flatten, tree_map, tree_unflatten
+from ._pytree import broadcast_prefix, tree_flatten, tree_map_tensors, tree_unflatten
 
 __all__ = ["VmapInfo", "custom_function_call", "install"]
 
@@ -62,7 +62,7 @@ class VmapInfo(NamedTuple):
 
 def _apply(cls, *args: Any, **kwargs: Any) -> Any:
     if _C.stack_depth() == 0:
-        return _torch_apply(cls, *_unwrap_dead(args), **kwargs)
+        return _torch_apply(cls, *tree_map_tensors(_C.unwrap_if_dead, args), **kwargs)
     if _C.processing_op():
         # A kernel of an op is running at the top level (e.g. the autograd kernel of a
         # torch.library.custom_op at a grad level): the Function is part of that op's
@@ -111,23 +111,8 @@ def _lowered(info: tuple) -> Iterator[None]:
         yield
 
 
-def _tensor_leaves_map(fn: Callable, tree: Any) -> Any:
-    return tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x, tree)
-
-
-def _unwrap_dead(args: tuple) -> tuple:
-    def unwrap(x: torch.Tensor) -> torch.Tensor:
-        info = _C.wrapper_info(x)
-        while info is not None and info[0] == "grad" and not info[2]:
-            x = _C.unwrap_one(x)
-            info = _C.wrapper_info(x)
-        return x
-    return _tensor_leaves_map(unwrap, args)
-
-
 def _wrap_keeping_identity(outputs: Any, values: tuple, originals: tuple,
-                           wrap: Callable[[torch.Tensor, int], torch.Tensor],
-                           out_dims: Any = None) -> Any:
+                           wrap: Callable[[torch.Tensor, int], torch.Tensor]) -> Any:
     """outputs with each Tensor wrapped (wrap(tensor, index)); an output that is one of
     the unwrapped inputs `values` is returned as the original input object, so that
     ctx.mark_dirty sees the tensor it was given."""
@@ -145,7 +130,7 @@ def _autodiff_rule(info: tuple, cls: type, args: tuple, kwargs: dict) -> Any:
     level = info[1]
 
     def forward(*operands: Any) -> Any:
-        values = _tensor_leaves_map(lambda x: _C.unwrap_for_grad(x, level), operands)
+        values = tree_map_tensors(lambda x: _C.unwrap_for_grad(x, level), operands)
         with torch.enable_grad(), _set_fwd_grad_enabled(True), _lowered(info):
             outputs = custom_function_call(cls, *values, **kwargs)
         return _wrap_keeping_identity(outputs, values, operands,

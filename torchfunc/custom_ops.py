@@ -63,20 +63,26 @@ def _register_custom_op(opdef: Any) -> None:
     _register(opdef._qualname, lambda: opdef._vmap_fn)
 
 
+def _and_then(result: Any, func: Callable | None, also: Callable[[Callable], None]) -> Any:
+    """What torch's register_vmap returned, with also(rule) run once the rule is
+    registered: at once, or, when used as a decorator (func None), when it is applied."""
+    if func is not None:
+        also(func)
+        return result
+
+    def decorator(rule: Callable) -> Any:
+        out = result(rule)
+        also(rule)
+        return out
+    return decorator
+
+
 def install() -> None:
     """Wrap torch's register_vmap entry points (NOTE [register_vmap rules on our batched key])."""
     custom_op_register = _custom_ops.CustomOpDef.register_vmap
 
     def register_vmap_of_custom_op(self: Any, func: Callable | None = None) -> Any:
-        result = custom_op_register(self, func)
-        if func is None:  # used as a decorator: register once the rule is given
-            def decorator(rule: Callable) -> Any:
-                out = result(rule)
-                _register_custom_op(self)
-                return out
-            return decorator
-        _register_custom_op(self)
-        return result
+        return _and_then(custom_op_register(self, func), func, lambda rule: _register_custom_op(self))
 
     library_register = torch.library.register_vmap
 
@@ -86,18 +92,7 @@ def install() -> None:
             return result  # its register_vmap (above) registered ours
         qualname = (op._schema.name if isinstance(op, torch._ops.OpOverload) else
                     op._qualified_op_name if isinstance(op, torch._ops.OpOverloadPacket) else op)
-
-        def ours(rule: Callable) -> None:
-            _register(qualname, lambda: rule)
-
-        if func is None:
-            def decorator(rule: Callable) -> Any:
-                out = result(rule)
-                ours(rule)
-                return out
-            return decorator
-        ours(func)
-        return result
+        return _and_then(result, func, lambda rule: _register(qualname, lambda: rule))
 
     register_vmap.__doc__ = library_register.__doc__
     _custom_ops.CustomOpDef.register_vmap = register_vmap_of_custom_op

@@ -23,7 +23,7 @@ from ._pytree import (
     slice_argnums,
     tree_flatten,
     tree_leaves,
-    tree_map,
+    tree_map_tensors,
     tree_unflatten,
     with_torch_func_text,
     wrap_argnums,
@@ -208,10 +208,6 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
         raise ValueError("hessian: `chunk_size` should be greater than 0.")
     return jacfwd(jacrev(func, argnums, has_aux=has_aux, chunk_size=chunk_size), argnums,
                   has_aux=has_aux, chunk_size=chunk_size)
-
-
-def tree_map_tensors(fn: Callable, tree: Any) -> Any:
-    return tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x, tree)
 
 
 # --- the standard basis and its VJPs ----------------------------------------------------------

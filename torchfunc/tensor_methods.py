@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from ._engine import _C
+from .debug import debug_unwrap
 
 __all__ = ["install"]
 
@@ -39,12 +40,6 @@ _REQUIRES_GRAD_INSIDE = (
     "transformed instead.")
 
 
-def _innermost(tensor: torch.Tensor) -> torch.Tensor:
-    while _C.wrapper_info(tensor) is not None:
-        tensor = _C.unwrap_one(tensor)
-    return tensor
-
-
 def _tolist(self: torch.Tensor) -> object:
     info = _C.wrapper_info(self)
     while info is not None and info[0] == "grad":
@@ -57,11 +52,11 @@ def _tolist(self: torch.Tensor) -> object:
 
 
 def _new_tensor(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    return _torch_new_tensor(_innermost(self), *args, **kwargs)
+    return _torch_new_tensor(debug_unwrap(self), *args, **kwargs)
 
 
 def _new(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    return _torch_new(_innermost(self), *args, **kwargs)
+    return _torch_new(debug_unwrap(self), *args, **kwargs)
 
 
 def require_grad(tensor: torch.Tensor) -> torch.Tensor:
