@@ -213,3 +213,16 @@ def test_per_sample_grads_through_formulas_with_inplace_paths(name):
     expected = torch.stack([torch.autograd.grad(fns[name](r.requires_grad_()), r)[0] for r in x.clone()])
     torch.testing.assert_close(out, expected)
     assert _C.fallback_count() == before
+
+
+def test_example_checks_see_plain_tensors_through_every_level():
+    """NOTE [Rules check what the op checks]: the first-example check of mv and bmm under
+    vmap(jvp(vjp(vmap))) meets GradTensors, lower BatchedTensors and forward-mode
+    ZeroTensors; it must peel them and run the kernel as eager code would (before, the
+    check read a ZeroTensor's absent data and the call raised)."""
+    t, w = torch.randn(3, 2, 4), torch.randn(4)
+    ours = torchfunc.vmap(lambda t: torchfunc.hessian(lambda w: torch.mv(t, w).sin().sum())(w))(t)
+    theirs = torch.func.vmap(lambda t: torch.func.hessian(lambda w: torch.mv(t, w).sin().sum())(w))(t)
+    torch.testing.assert_close(ours, theirs)
+    with pytest.raises(RuntimeError, match="vector"):  # the op's own check still runs
+        torchfunc.vmap(lambda t: torchfunc.hessian(lambda w: torch.mv(t, w.outer(w)).sum())(w))(t)

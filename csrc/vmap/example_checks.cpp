@@ -20,11 +20,13 @@
 #include "../autodiff/grad_tensor.h"
 #include "../keys.h"
 #include "../op_traits.h"
+#include "../stack.h"
 #include "batched_tensor.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 
@@ -73,22 +75,36 @@ const Checked& checked_schemas() {
   return schemas;
 }
 
-// The first example of t: every BatchedTensor's batch dim selected at 0, every
-// GradTensor unwrapped, down to a plain tensor. Undefined when a batch is empty. The
-// select on a BatchedTensor of a lower level is dispatched as usual, so that level's
-// rules select along its logical dims.
-at::Tensor first_example(at::Tensor t) {
-  while (t.defined()) {
-    if (auto* b = maybe_batched(t)) {
-      if (b->value().size(b->bdim()) == 0) return at::Tensor();
-      t = b->value().select(b->bdim(), 0);
-    } else if (auto* g = maybe_grad_tensor(t)) {
-      t = g->value();
-    } else {
-      return t;
+// The plain tensor under every wrapper of t, and the dims of it that are batch dims
+// (one per BatchedTensor on the way down). Only the plain tensor is touched: an op on
+// a wrapper would meet the transform keys that the check excludes.
+std::pair<at::Tensor, std::vector<int64_t>> peel(const at::Tensor& t) {
+  if (auto* g = maybe_grad_tensor(t)) return peel(g->value());
+  auto* b = maybe_batched(t);
+  if (!b) return {t, {}};
+  auto [plain, batch_dims] = peel(b->value());
+  // b's bdim counts the value's logical dims, i.e. the plain dims that are not batch dims.
+  int64_t logical = -1;
+  for (int64_t d = 0; d < plain.dim(); ++d) {
+    if (std::find(batch_dims.begin(), batch_dims.end(), d) != batch_dims.end()) continue;
+    if (++logical == b->bdim()) {
+      batch_dims.push_back(d);
+      break;
     }
   }
-  return t;
+  return {plain, batch_dims};
+}
+
+// The first example of t: every batch dim selected at 0, as a plain tensor. Undefined
+// when a batch is empty.
+at::Tensor first_example(const at::Tensor& t) {
+  auto [plain, batch_dims] = peel(t);
+  std::sort(batch_dims.rbegin(), batch_dims.rend());  // select the last dims first
+  for (int64_t d : batch_dims) {
+    if (plain.size(d) == 0) return at::Tensor();
+    plain = plain.select(d, 0);
+  }
+  return plain;
 }
 
 } // namespace
@@ -102,6 +118,14 @@ bool checks_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& 
 }
 
 void check_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& args) {
+  // Everything here, the selects of the first example included, runs below every
+  // transform, with the dispatch keys as they were outside the bottom level: with the
+  // front key live, a select would be processed by the top level and come back
+  // wrapped; with the whole transform range excluded, ZeroTensor and the conjugate and
+  // negative views would reach kernels that read their (absent) data. No autograd.
+  c10::impl::ForceDispatchKeyGuard outside_every_transform(local_stack().front().saved_tls);
+  c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset_with_ADInplaceOrView |
+                                                 front_and_back());
   // Arguments the op writes are copies: the check must change nothing.
   const bool inplace = is_inplace(op.schema()) || writes_arguments(op.schema());
   bool empty = false;
@@ -131,8 +155,6 @@ void check_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& a
     }
   }
   if (empty) return;
-  c10::impl::ExcludeDispatchKeyGuard below_every_transform((transform_range() - c10::DispatchKeySet(kBackKey)) |
-                                                           front_and_back());
   op.callBoxed(one);
 }
 
