@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 
 from ._engine import _C
+from .nested_vmap import has_nested_input, run_per_example
 from ._levels import refuse_torch_func_mixing, vmap_level
 from ._pytree import (
     OutDimError,
@@ -89,6 +90,9 @@ def vmap(
         refuse_torch_func_mixing("vmap")
         _check_out_dims(func, out_dims)
         batch_size, flat_in_dims, flat_args, args_spec = _flatten_inputs(func, in_dims, args)
+        if has_nested_input(flat_args, flat_in_dims):  # NOTE [vmap over nested tensors]
+            return run_per_example(vmap, func, out_dims, randomness, args_spec, flat_in_dims,
+                                   flat_args, kwargs)
         call = _Call(func, out_dims, randomness, args_spec, flat_in_dims, kwargs)
         if chunk_size is None or batch_size <= chunk_size:
             return call.run(batch_size, flat_args)
