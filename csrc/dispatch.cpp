@@ -24,12 +24,35 @@
 namespace torchfunc {
 namespace {
 
+// NOTE [torch keeps functorch out]
+// Some torch code excludes core functorch's front and back keys around a call that
+// must reach the real kernels: torch.tensor(data) allocates with at::empty, writes
+// the values through the raw data pointer, and only then lifts the tensor into the
+// transforms (lift_fresh, with the keys live again). That request is ours too: an op
+// with no wrapped tensor that reaches the front key while both are excluded runs
+// below every level. (Under functionalize the allocation came back a
+// FunctionalTensorWrapper with no data of its own, and the store killed the process.)
+bool torch_keeps_functorch_out(const torch::jit::Stack& stack, size_t n) {
+  const auto excluded = c10::impl::tls_local_dispatch_key_set().excluded_;
+  if (!excluded.has(c10::DispatchKey::FuncTorchDynamicLayerFrontMode) ||
+      !excluded.has(c10::DispatchKey::FuncTorchDynamicLayerBackMode)) {
+    return false;
+  }
+  const auto wrapped = c10::DispatchKeySet({kBatchedKey, kGradKey, c10::DispatchKey::Functionalize});
+  return !any_tensor(stack, n, [&](const at::Tensor& t) { return t.defined() && t.key_set().has_any(wrapped); });
+}
+
 void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   sync_with_parent_thread();
   TORCH_CHECK(!c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode),
               errors::mixed_with_torch_func(op.schema().operator_name().name));
-  auto& top = top_interpreter();
   const auto n = op.schema().arguments().size();
+  if (torch_keeps_functorch_out(*stack, n)) {
+    c10::impl::ExcludeDispatchKeyGuard below_every_level(front_and_back());
+    op.callBoxed(stack);
+    return;
+  }
+  auto& top = top_interpreter();
   if (any_tensor(*stack, n, [](const at::Tensor& t) { return unwrap_if_dead(t).unsafeGetTensorImpl() != t.unsafeGetTensorImpl(); })) {
     map_tensors(*stack, n, unwrap_if_dead);
   }

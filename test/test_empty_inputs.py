@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.func
 
+import torch.nn.functional as F
 import torchfunc
 
 from helpers import assert_same
@@ -50,3 +51,24 @@ def test_jacfwd_chunked_empty_input(chunk_size):
 def test_jacrev_chunked_empty_output(chunk_size):
     out = torchfunc.jacrev(lambda x: x[:0], chunk_size=chunk_size)(torch.randn(3))
     assert_same(out, torch.func.jacrev(lambda x: x[:0])(torch.randn(3)))
+
+
+EMPTY_BATCH_OPS = {
+    "adaptive_avg_pool1d": (lambda t: F.adaptive_avg_pool1d(t, 5), (3, 8, 8)),
+    "avg_pool2d": (lambda t: F.avg_pool2d(t, 2), (2, 3, 8, 8)),
+    "conv2d": (lambda t: F.conv2d(t, torch.ones(4, 3, 3, 3)), (2, 3, 8, 8)),
+    "max_pool1d": (lambda t: F.max_pool1d(t, 2), (3, 8)),
+    "batch_norm_eval": (lambda t: F.batch_norm(t, torch.zeros(3), torch.ones(3)), (2, 3, 4)),
+    "sdpa": (lambda t: F.scaled_dot_product_attention(t, t, t), (2, 5, 4)),
+}
+
+
+@pytest.mark.parametrize("name", EMPTY_BATCH_OPS)
+def test_vmap_over_an_empty_batch_has_the_examples_output_shape(name):
+    """NOTE [An empty batch]: rules that fold the batch into another dim cannot split an
+    empty batch back out; the shape comes from the op's meta kernel instead (torch.func
+    gives adaptive_avg_pool1d [0, 0, 8, 5] here, dropping the example's 3)."""
+    func, example_shape = EMPTY_BATCH_OPS[name]
+    expected = func(torch.randn(example_shape)).shape
+    out = torchfunc.vmap(func)(torch.randn(0, *example_shape))
+    assert out.shape == (0, *expected)

@@ -167,3 +167,20 @@ def test_signature_and_own_object():
     assert params(functionalize) == params(torch.func.functionalize)
     assert functionalize is not torch.func.functionalize
     assert functionalize(view_then_mutate).__name__ == "view_then_mutate"
+
+
+def test_tensor_from_data_inside_functionalize_is_lifted_not_crashed():
+    """NOTE [torch keeps functorch out]: torch.tensor(data) under functionalize (and grad
+    of it) used to write its values into a FunctionalTensorWrapper with no data and
+    kill the process; run in a subprocess so that a regression is a failure."""
+    import subprocess
+    import sys
+    code = (
+        "import torch, torchfunc as F\n"
+        "f = lambda x: (x * torch.tensor([1., 2., 3.])).sum()\n"
+        "print(F.grad(F.functionalize(f))(torch.ones(3)).tolist())\n"
+        "print(F.functionalize(lambda x: torch.tensor([1., 2.]).add_(1) + x)(torch.ones(2)).tolist())\n"
+        "print(F.vmap(F.functionalize(lambda x: x + torch.tensor(2.)))(torch.ones(2)).tolist())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split("\n")[:3] == ["[1.0, 2.0, 3.0]", "[3.0, 4.0]", "[3.0, 3.0]"]

@@ -49,6 +49,9 @@ at::Tensor fold_into(const at::Tensor& front_batched, int64_t into) {
 }
 
 at::Tensor unfold_from(const at::Tensor& value, int64_t dim, int64_t batch_size) {
+  // An empty batch has lost the example's size (NOTE [An empty batch]).
+  TORCH_CHECK(batch_size > 0, "vmap: this batching rule cannot split an empty batch (batch size 0) out of dim ",
+              dim, " of its result; vmap over at least one example.");
   c10::SmallVector<int64_t, 6> sizes(value.sizes().begin(), value.sizes().end());
   const auto n = sizes[dim] / batch_size;
   sizes[dim] = n;

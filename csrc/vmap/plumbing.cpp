@@ -11,6 +11,7 @@
 #include "../op_traits.h"
 #include "../stack.h"
 #include "batched_tensor.h"
+#include "empty_batch.h"
 #include "example_checks.h"
 #include "rule.h"
 
@@ -89,6 +90,12 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
     check_one_example(op, call.args);
   }
   Outs outs;
+  if (kind == RuleKind::Physical && call.batch_size == 0) {
+    if (auto empty = empty_batch_outputs(call)) {  // NOTE [An empty batch]
+      push_outputs(stack, *empty, level);
+      return;
+    }
+  }
   try {
     if (kind == RuleKind::Physical) {
       c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);

@@ -52,7 +52,7 @@ at::Tensor channels_out(const at::Tensor& t, int64_t batch_size) { return axis::
 // [B, O, ...] -> [B*O, ...] and back.
 at::Tensor flat_front(const at::Tensor& t) { return t.flatten(0, 1); }
 at::Tensor unflat_front(const at::Tensor& t, int64_t batch_size) {
-  return t.unflatten(0, {batch_size, t.size(0) / batch_size});
+  return axis::unfold_from(t, 0, batch_size);
 }
 
 Outs convolution_rule(Call& call) {
