@@ -57,6 +57,7 @@ void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     map_tensors(*stack, n, unwrap_if_dead);
   }
   top.saved_tls = c10::impl::tls_local_dispatch_key_set();
+  top.processed_op = &op.schema();
   top.process(op, stack);
 }
 

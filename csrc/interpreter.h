@@ -65,6 +65,9 @@ class Interpreter {
   // interpreter; the back key restores it before sending the op on. Front and back
   // calls at one level nest strictly, so one slot per interpreter suffices.
   c10::impl::LocalDispatchKeySet saved_tls = c10::impl::tls_local_dispatch_key_set();
+  // The op the front key handed to this interpreter (same nesting as saved_tls): an
+  // op that reaches the back key while another is processed was issued by a kernel.
+  const c10::FunctionSchema* processed_op = nullptr;
 
   void process(const c10::OperatorHandle& op, torch::jit::Stack* stack);
   void send_to_next(const c10::OperatorHandle& op, torch::jit::Stack* stack);

@@ -64,12 +64,18 @@ inline c10::DispatchKeySet front_and_back() {
 constexpr c10::DispatchKey kSubclassMarkerKey = c10::DispatchKey::Batched;
 
 // The keys a BatchedTensor or GradTensor carries besides its own: the value's
-// backend (so is_cpu(), device queries answer like the value's), its view flags
-// and its subclass marker. TensorImpl adds the autograd keys of that backend.
-inline c10::DispatchKeySet wrapper_base_keys(const at::Tensor& value) {
+// backend (so is_cpu(), device queries answer like the value's; with
+// `keep_layout`, a sparse COO value's sparse backend too, so layout and is_sparse
+// answer like the value's: `to_dense()` of such a GradTensor returned it unchanged),
+// its view flags and its subclass marker. TensorImpl adds the autograd keys of that
+// backend. Sparse compressed values (CSR, ...) keep the dense key, as in torch.func:
+// their kernels cast the tensor to torch's own sparse TensorImpl.
+inline c10::DispatchKeySet wrapper_base_keys(const at::Tensor& value, bool keep_layout = false) {
   constexpr auto flags = c10::DispatchKeySet({c10::DispatchKey::Conjugate, c10::DispatchKey::Negative,
                                               c10::DispatchKey::ZeroTensor, kSubclassMarkerKey});
-  return c10::DispatchKeySet(c10::computeDispatchKey(std::nullopt, std::nullopt, value.device())) |
+  const auto layout = keep_layout && value.layout() == c10::kSparse ? std::optional<c10::Layout>(c10::kSparse)
+                                                                    : std::nullopt;
+  return c10::DispatchKeySet(c10::computeDispatchKey(std::nullopt, layout, value.device())) |
       (value.key_set() & flags);
 }
 

@@ -402,3 +402,41 @@ def test_levels_seen_inside_compositions():
     grad(grad(lambda a: grad(f)(a).sum()))(torch.tensor(1.0))
     jacrev(lambda a: vmap(f)(a.unsqueeze(0).expand(2, 3)))(x3)
     assert seen == [["grad", "grad", "grad"], ["grad", "vmap"]]
+
+
+def test_sparse_coo_values_keep_their_layout_under_grad():
+    """A GradTensor of a sparse COO value is sparse (to_dense() of it returned the
+    sparse tensor unchanged, since the wrapper claimed the strided layout)."""
+    x = torch.randn(4, 4)
+
+    def f(t):
+        s = t.to_sparse()
+        assert s.layout == torch.sparse_coo and s.is_sparse
+        return (s.to_dense() * torch.arange(4.0)).sum()
+
+    torch.testing.assert_close(torchfunc.grad(f)(x), torch.func.grad(f)(x))
+    out, vjp_fn = torchfunc.vjp(lambda t: t.to_sparse().to_dense(), x)
+    assert out.layout == torch.strided
+    torch.testing.assert_close(vjp_fn(torch.ones(4, 4))[0], torch.ones(4, 4))
+
+
+def test_kernels_may_fill_their_own_allocations_under_grad():
+    """NOTE [Fresh allocations share their storage]: ctc_loss's mean reduction builds a
+    tensor with at::tensor (at::empty, then a write through the data pointer), inside
+    the grad level; the user's own allocations still refuse data_ptr, as in torch.func."""
+    torch.manual_seed(0)
+    log_probs = torch.randn(12, 3, 5).log_softmax(2)
+    targets = torch.randint(1, 5, (3, 4))
+    lengths = (torch.full((3,), 12), torch.tensor([4, 3, 2]))
+    loss = lambda lp: torch.nn.functional.ctc_loss(lp, targets, *lengths, reduction="mean")  # noqa: E731
+    torch.testing.assert_close(torchfunc.grad(loss)(log_probs), torch.func.grad(loss)(log_probs))
+    torch.testing.assert_close(torchfunc.jacrev(loss)(log_probs), torch.func.jacrev(loss)(log_probs))
+
+    def user_allocation(x):
+        torch.zeros(3).data_ptr()
+        return x.sum()
+
+    with pytest.raises(RuntimeError, match="Cannot access data pointer of Tensor that doesn't have storage"):
+        torchfunc.grad(user_allocation)(torch.ones(3))
+    with pytest.raises(RuntimeError, match="Cannot access data pointer of Tensor that doesn't have storage"):
+        torch.func.grad(user_allocation)(torch.ones(3))

@@ -18,11 +18,10 @@ from opinfo_utils import UNCOMPARABLE, Table, ops_for, parametrize_ops, run_chec
 
 # Expected failures of torchfunc, each with a reason: xfail(name, variant, reason=...).
 VJP_XFAILS = Table(
-    xfail("nn.functional.ctc_loss", reason="its composite kernel reads the data pointer of the "
-          "(GradTensor) lengths tensors, which have no storage"),
-    xfail("sparse.mm", "reduce", reason="sparse CSR tensors cannot be wrapped as GradTensors (no strides)"),
-    xfail("sparse.sampled_addmm", reason="sparse CSR tensors cannot be wrapped as GradTensors (no strides)"),
-    xfail("to_sparse", reason="sparse outputs are not supported: the GradTensor of a sparse result is strided"),
+    xfail("sparse.mm", "reduce", reason="sparse CSR tensors cannot be wrapped as GradTensors (no strides), "
+          "as in torch.func"),
+    xfail("sparse.sampled_addmm", reason="sparse CSR tensors cannot be wrapped as GradTensors (no strides), "
+          "as in torch.func"),
     base=[UNCOMPARABLE])
 VMAPVJP_XFAILS = Table(
     xfail("nn.functional.batch_norm", reason="training mode updates unbatched running stats once per example: refused, as torch.func does"),

@@ -16,7 +16,8 @@ namespace torchfunc {
 
 class GradTensorImpl : public c10::TensorImpl {
  public:
-  GradTensorImpl(at::Tensor value, int64_t level, std::shared_ptr<bool> alive, bool is_immutable);
+  GradTensorImpl(at::Tensor value, int64_t level, std::shared_ptr<bool> alive, bool is_immutable,
+                 bool shares_storage = false);
 
   const at::Tensor& value() const { return value_; }
   int64_t level() const { return level_; }
@@ -24,6 +25,8 @@ class GradTensorImpl : public c10::TensorImpl {
   // A tensor the function captured from outside, lifted to this level: in-place
   // ops on it are refused (they would mutate the caller's tensor behind autograd).
   bool is_immutable() const { return is_immutable_; }
+  // NOTE [Fresh allocations share their storage]
+  bool shares_storage() const { return shares_storage_; }
   void refresh_metadata();
 
   const char* tensorimpl_type_name() const override;
@@ -40,13 +43,15 @@ class GradTensorImpl : public c10::TensorImpl {
   int64_t level_;
   std::shared_ptr<bool> alive_;
   bool is_immutable_;
+  bool shares_storage_;
 };
 
 GradTensorImpl* maybe_grad_tensor(const at::Tensor& t);
 // Wraps t for the interpreter at `level`, which must be on the stack.
 at::Tensor wrap_for_grad(const at::Tensor& t, int64_t level, bool is_immutable = false);
 // Same, for an interpreter that is not on the stack right now (it is lowered).
-at::Tensor wrap_for_grad(const at::Tensor& t, int64_t level, const std::shared_ptr<bool>& life_handle);
+at::Tensor wrap_for_grad(const at::Tensor& t, int64_t level, const std::shared_ptr<bool>& life_handle,
+                         bool shares_storage = false);
 // The value of a GradTensor at `level`; any other tensor is returned as is.
 at::Tensor unwrap_for_grad(const at::Tensor& t, int64_t level);
 // Peels dead GradTensors (a dead wrapper's value may itself be dead).
