@@ -250,6 +250,14 @@ MISUSES = {
     "jacrev_mutates_captured": lambda lib: lib.jacrev(mutates(torch.zeros(3)))(x3),
     "jacfwd_mutates_captured": lambda lib: lib.jacfwd(mutates(torch.zeros(3)))(x3),
     "vmap_of_grad_mutates_captured": lambda lib: lib.vmap(lib.grad(mutates(torch.zeros(4))))(m34),
+
+    # autograd's own entry points inside a transform
+    "grad_backward_inside": lambda lib: lib.grad(lambda a: (a * 2).sum().backward() or a.sum())(x3),
+    "vmap_backward_inside": lambda lib: lib.vmap(
+        lambda a: torch.autograd.backward((a * torch.ones(4, requires_grad=True)).sum()) or a)(m34),
+    "grad_retain_grad_inside": lambda lib: lib.grad(lambda a: (lambda y: y.retain_grad() or y.sum())(a * 2))(x3),
+    "vmap_of_grad_retain_grad_inside": lambda lib: lib.vmap(
+        lib.grad(lambda a: (lambda y: y.retain_grad() or y.sum())(a * 2)))(m34),
 }
 
 # torch.func accepts these silently, or fails in its own code; our message stands alone.
@@ -828,6 +836,18 @@ Expected the tangents TreeSpec(tuple, None, [*]) to have the same argspec as the
 
     def test_vmap_escaped_tensor_in_another_vmap(self):
         self.assertExpectedInline(ours("vmap_escaped_tensor_in_another_vmap"), """Either your tensor may have escaped from inside a function being vmapped and this is a user error (see https://pytorch.org/functorch/stable/ux_limitations.html), or there is an internal functorch error in `gen_vmap_plumbing` Please file an issue if it looks like the latter. torchfunc: a BatchedTensor was used outside of the vmap that created it. A tensor created inside a function being vmapped must be returned from it (vmap then turns it back into a plain tensor); storing it in an outer variable or a list and using it later is not supported.""")
+
+    def test_vmap_backward_inside(self):
+        self.assertExpectedInline(ours("vmap_backward_inside"), """backward() called inside a functorch transform. This is not supported, please use functorch.grad or functorch.vjp instead or call backward() outside of functorch transforms. torchfunc: backward() was called inside torchfunc.vmap at level 1; return the loss from the function and differentiate it with torchfunc.grad / torchfunc.vjp, or call backward() on the transform's result.""")
+
+    def test_vmap_of_grad_retain_grad_inside(self):
+        self.assertExpectedInline(ours("vmap_of_grad_retain_grad_inside"), """You are attempting to call Tensor.retain_grad() inside of a function being transformed by a functorch transform. This is unsupported, please attempt to use the functorch transforms (e.g. grad, vjp, jacrev, jacfwd, hessian) or call retain_grad() outside of a function being transformed instead. torchfunc: this tensor is tracked by the grad transform at level 2; return it from the function (has_aux=True) to see its gradient instead.""")
+
+    def test_grad_backward_inside(self):
+        self.assertExpectedInline(ours("grad_backward_inside"), """backward() called inside a functorch transform. This is not supported, please use functorch.grad or functorch.vjp instead or call backward() outside of functorch transforms. torchfunc: backward() was called inside torchfunc.grad at level 1; return the loss from the function and differentiate it with torchfunc.grad / torchfunc.vjp, or call backward() on the transform's result.""")
+
+    def test_grad_retain_grad_inside(self):
+        self.assertExpectedInline(ours("grad_retain_grad_inside"), """You are attempting to call Tensor.retain_grad() inside of a function being transformed by a functorch transform. This is unsupported, please attempt to use the functorch transforms (e.g. grad, vjp, jacrev, jacfwd, hessian) or call retain_grad() outside of a function being transformed instead. torchfunc: this tensor is tracked by the grad transform at level 1; return it from the function (has_aux=True) to see its gradient instead.""")
 
     def test_vmap_repeat_interleave(self):
         self.assertExpectedInline(ours("vmap_repeat_interleave"), """vmap: aten::repeat_interleave.Tensor needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")

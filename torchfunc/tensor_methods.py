@@ -15,6 +15,10 @@ an op, and so never meet our keys:
   checks its own stack in that binding): a tensor made to require grad behind a
   transform's back would be differentiated by no level, or by the wrong one. Our
   transforms mark their inputs with ``require_grad`` below.
+- ``backward()`` (``torch.autograd.backward``) and ``retain_grad()`` of a GradTensor
+  inside a transform are refused with torch.func's errors, which torch raises only
+  for core functorch's transforms: ``backward()`` would accumulate into ``.grad`` of
+  tensors that no level returns (and, under vmap, mix the examples' gradients).
 ``install()`` defines these methods on ``torch.Tensor``; for a plain tensor outside the
 transforms they are torch's own, at the cost of one check.
 """
@@ -31,6 +35,8 @@ _torch_tolist = torch.Tensor.tolist
 _torch_new_tensor = torch.Tensor.new_tensor
 _torch_new = torch.Tensor.new
 _torch_requires_grad_ = torch.Tensor.requires_grad_
+_torch_retain_grad = torch.Tensor.retain_grad
+_torch_autograd_backward = torch.autograd.backward
 
 _REQUIRES_GRAD_INSIDE = (
     "You are attempting to call Tensor.requires_grad_() (or perhaps using "
@@ -74,6 +80,47 @@ def _requires_grad_(self: torch.Tensor, requires_grad: bool = True) -> torch.Ten
     return _torch_requires_grad_(self, requires_grad)
 
 
+_BACKWARD_INSIDE = (
+    "backward() called inside a functorch transform. This is not supported, please use "
+    "functorch.grad or functorch.vjp instead or call backward() outside of functorch "
+    "transforms.")
+_RETAIN_GRAD_INSIDE = (
+    "You are attempting to call Tensor.retain_grad() inside of a function being transformed "
+    "by a functorch transform. This is unsupported, please attempt to use the functorch "
+    "transforms (e.g. grad, vjp, jacrev, jacfwd, hessian) or call retain_grad() outside of a "
+    "function being transformed instead.")
+
+
+def _backward(*args, **kwargs) -> None:
+    info = _C.top_interpreter_info()
+    if info is not None and not _C.processing_op():
+        raise RuntimeError(
+            f"{_BACKWARD_INSIDE} torchfunc: backward() was called inside torchfunc.{info[0]} at "
+            f"level {info[1]}; return the loss from the function and differentiate it with "
+            "torchfunc.grad / torchfunc.vjp, or call backward() on the transform's result.")
+    return _torch_autograd_backward(*args, **kwargs)
+
+
+def _grad_level(tensor: torch.Tensor) -> int | None:
+    info = _C.wrapper_info(tensor)
+    while info is not None:
+        if info[0] == "grad" and info[2]:
+            return info[1]
+        tensor = _C.unwrap_one(tensor)
+        info = _C.wrapper_info(tensor)
+    return None
+
+
+def _retain_grad(self: torch.Tensor) -> None:
+    level = _grad_level(self) if _C.stack_depth() else None
+    if level is not None:
+        raise RuntimeError(
+            f"{_RETAIN_GRAD_INSIDE} torchfunc: this tensor is tracked by the grad transform at "
+            f"level {level}; return it from the function (has_aux=True) to see its gradient "
+            "instead.")
+    return _torch_retain_grad(self)
+
+
 def install() -> None:
     """Define the methods above on torch.Tensor (NOTE [Tensor methods that read type ids
     or storage])."""
@@ -85,3 +132,7 @@ def install() -> None:
     torch.Tensor.requires_grad_ = _requires_grad_
     torch.Tensor.new_tensor = _new_tensor
     torch.Tensor.new = _new
+    _retain_grad.__doc__ = _torch_retain_grad.__doc__
+    _backward.__doc__ = _torch_autograd_backward.__doc__
+    torch.Tensor.retain_grad = _retain_grad
+    torch.autograd.backward = _backward
