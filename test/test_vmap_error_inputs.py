@@ -30,10 +30,7 @@ CASES = {op.full_name: (op, eis) for op in op_db if op.error_inputs_func is not 
 # vmap refuses out= ops with torch.func's own error; that may come before the op's check
 # that `out` overlaps its input, and is accepted for error inputs that pass out=.
 OUT_REFUSAL = "the fallback path doesn't work on out= or view ops"
-XFAILS = {
-    "as_strided_scatter": "the storage-bounds error names the sizes of the batch's storage, not the "
-                          "example's",
-}
+XFAILS: dict = {}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=XFAILS[n]))

@@ -41,7 +41,7 @@ constexpr const char* kCheckedOps[] = {
     "linalg_solve_triangular", "_linalg_svd", "linalg_inv_ex", "_linalg_det", "_linalg_slogdet",
     "linalg_cholesky_ex", "linalg_matrix_exp", "cholesky", "cholesky_inverse", "triangular_solve",
     "linalg_householder_product", "linalg_ldl_factor_ex", "_linalg_solve_ex", "linalg_lu_solve",
-    "linalg_cross", "linalg_pinv.atol_rtol_tensor", "linalg_pinv.atol_rtol_float"};
+    "linalg_cross", "linalg_pinv.atol_rtol_tensor", "linalg_pinv.atol_rtol_float", "as_strided_scatter"};
 
 // Products checked only when the examples' ranks (self, other) are not these.
 struct RankedOp {
@@ -126,8 +126,11 @@ void check_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& a
   c10::impl::ForceDispatchKeyGuard outside_every_transform(local_stack().front().saved_tls);
   c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset_with_ADInplaceOrView |
                                                  front_and_back());
-  // Arguments the op writes are copies: the check must change nothing.
-  const bool inplace = is_inplace(op.schema()) || writes_arguments(op.schema());
+  // Arguments the op writes are copies: the check must change nothing. So are the
+  // arguments of as_strided_scatter, whose bounds check reads the storage: a selected
+  // example's storage is the whole batch's.
+  const bool inplace = is_inplace(op.schema()) || writes_arguments(op.schema()) ||
+      op.schema().operator_name().name == "aten::as_strided_scatter";
   bool empty = false;
   auto example = [&](const at::Tensor& t) {
     if (!t.defined()) return t;
