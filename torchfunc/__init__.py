@@ -11,6 +11,7 @@ from . import legacy_vmap as _legacy_vmap, tensor_methods as _tensor_methods
 from .autodiff import grad, grad_and_value, vjp
 from .debug import debug_unwrap
 from .einops import rearrange
+from .explain import explain
 from .forward import jvp, linearize
 from .functionalize import functionalize
 from .jacobians import hessian, jacfwd, jacrev
@@ -34,5 +35,5 @@ def set_fallback_warning(enabled: bool) -> None:
 # torch.func 2.13's 15 names, then ours.
 __all__ = ["vmap", "grad", "grad_and_value", "vjp", "jvp", "linearize", "jacrev", "jacfwd", "hessian",
            "functionalize", "functional_call", "stack_module_state", "replace_all_batch_norm_modules_",
-           "debug_unwrap", "rearrange", "set_fallback_warning"]
+           "debug_unwrap", "rearrange", "set_fallback_warning", "explain"]
 __version__ = "0.1.0"

@@ -57,6 +57,8 @@ def _register(qualname: str, rule: Callable[[], Callable | None]) -> None:
 
     lib.impl(name, kernel, _C.batched_key_name())
     _REGISTERED.add(qualname)
+    _C.record_rule(qualname, "python", "torchfunc/custom_ops.py (register_vmap)",
+                   "a vmap rule registered in Python (torch.library.register_vmap) for this op")
 
 
 def _register_custom_op(opdef: Any) -> None:

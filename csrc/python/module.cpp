@@ -9,6 +9,7 @@
 #include "../vmap/batched_tensor.h"
 #include "../vmap/fallback.h"
 #include "../vmap/plumbing.h"
+#include "../vmap/registry.h"
 #include "../vmap/axis.h"
 
 #include <ATen/ThreadLocalState.h>
@@ -224,6 +225,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return out;
   });
   m.def("unknown_rule_ops", [] { return unknown_rule_ops(); });
+  // NOTE [The rule registry] (vmap/registry.cpp)
+  auto as_tuple = [](const OpRecord& r) { return std::make_tuple(r.op, r.kind, r.source, r.why); };
+  m.def("explain", [as_tuple](const std::string& name, const std::string& overload) {
+    auto op = c10::Dispatcher::singleton().findOp({name, overload});
+    if (!op) return std::optional<std::tuple<std::string, std::string, std::string, std::string>>();
+    return std::optional(as_tuple(explain_op(*op)));
+  });
+  m.def("registry", [as_tuple](const std::string& ns) {
+    std::vector<std::tuple<std::string, std::string, std::string, std::string>> out;
+    for (const auto& r : registry(ns)) out.push_back(as_tuple(r));
+    return out;
+  });
+  m.def("record_rule", [](const std::string& op, const std::string& kind, const std::string& source,
+                          const std::string& why) { record_rule({op, kind, source, why}); });
   // Test hook: calls fn on a new thread that inherits this thread's at::ThreadLocalState,
   // as autograd's device threads and at::launch do.
   m.def("_call_on_new_thread", [](pybind11::function fn) {

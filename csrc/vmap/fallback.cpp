@@ -41,24 +41,58 @@ torch::jit::Stack slice_example(const torch::jit::Stack& args, int64_t level, in
 
 } // namespace
 
-Outs loop_rule(Call& call) {
-  const auto& schema = call.schema();
-  const auto name = call.name();
+// NOTE [In-place ops through their functional form]
+// An in-place op without a rule (addmm_, cumsum_, tril_, index_add_, ...) runs its
+// functional form on the logical tensors, which meets that form's rule, and copies
+// the result into self. Like the eager op, it refuses a result that cannot be cast
+// to self's dtype; copy_ refuses one self cannot hold (a batched result into an
+// unbatched self, a shape that does not fit).
+std::optional<c10::OperatorHandle> functional_form(const c10::OperatorHandle& op) {
+  const auto& schema = op.schema();
+  const auto& name = schema.name();
+  // In-place views (as_strided_) change metadata, which no copy of values does.
+  if (!is_inplace(schema) || op.hasTag(at::Tag::inplace_view) || name.size() < 2 || name.back() != '_' ||
+      name[name.size() - 2] == '_') {
+    return std::nullopt;
+  }
+  auto functional = c10::Dispatcher::singleton().findOp({name.substr(0, name.size() - 1), schema.overload_name()});
+  if (!functional || functional->schema().returns().size() != 1) {
+    return std::nullopt;
+  }
+  // The same arguments in the same order (polygamma_(self, n) vs polygamma(n, self) differ).
+  const auto& args = schema.arguments();
+  const auto& fargs = functional->schema().arguments();
+  if (fargs.size() != args.size()) return std::nullopt;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].name() != fargs[i].name() || *args[i].type() != *fargs[i].type()) return std::nullopt;
+  }
+  return functional;
+}
+
+std::optional<std::string> loop_refusal(const c10::OperatorHandle& op) {
+  const auto& schema = op.schema();
+  // out= ops return their out argument: say that, not "a view".
+  if (writes_arguments(schema)) return "it writes into an argument other than self";
   for (const auto& ret : schema.returns()) {
-    TORCH_CHECK(ret.type()->kind() == c10::TypeKind::TensorType,
-                errors::no_fallback_possible(name, "it returns something other than tensors"));
+    if (ret.type()->kind() != c10::TypeKind::TensorType) return "it returns something other than tensors";
     // A stacked copy would silently break writes through the view.
-    TORCH_CHECK(ret.alias_info() == nullptr || is_inplace(schema),
-                errors::no_fallback_possible(name, "it returns a view of its input"));
+    if (ret.alias_info() != nullptr && !is_inplace(schema)) return "it returns a view of its input";
   }
   // squeeze_, transpose_, as_strided_, ...: each example's slice would change
   // its own metadata, not the BatchedTensor's.
-  TORCH_CHECK(!call.op.hasTag(at::Tag::inplace_view),
-              errors::no_fallback_possible(name, "it changes the shape or strides of its input in place"));
+  if (op.hasTag(at::Tag::inplace_view)) return "it changes the shape or strides of its input in place";
+  return std::nullopt;
+}
+
+Outs loop_rule(Call& call) {
+  const auto& schema = call.schema();
+  const auto name = call.name();
+  if (auto refusal = loop_refusal(call.op)) {
+    // The fallback-disabled error comes second, as before, for ops a loop can run.
+    TORCH_CHECK(false, errors::no_fallback_possible(name, *refusal));
+  }
   TORCH_CHECK(fallback_enabled.load(), errors::fallback_disabled(name));
   TORCH_CHECK(call.batch_size > 0, errors::no_fallback_possible(name, "the batch has size 0"));
-  TORCH_CHECK(!writes_arguments(schema),
-              errors::no_fallback_possible(name, "it writes into an argument other than self"));
   const bool inplace = is_inplace(schema);
   if (inplace) {
     TORCH_CHECK(batched_at(call.args[0].toTensor(), call.level), errors::inplace_on_unbatched(name));
@@ -106,34 +140,6 @@ Outs decompose_rule(Call& call) {
   Outs outs;
   for (auto& v : stack) outs.push_back({std::move(v), std::nullopt});
   return outs;
-}
-
-// NOTE [In-place ops through their functional form]
-// An in-place op without a rule (addmm_, cumsum_, tril_, index_add_, ...) runs its
-// functional form on the logical tensors, which meets that form's rule, and copies
-// the result into self. Like the eager op, it refuses a result that cannot be cast
-// to self's dtype; copy_ refuses one self cannot hold (a batched result into an
-// unbatched self, a shape that does not fit).
-std::optional<c10::OperatorHandle> functional_form(const c10::OperatorHandle& op) {
-  const auto& schema = op.schema();
-  const auto& name = schema.name();
-  // In-place views (as_strided_) change metadata, which no copy of values does.
-  if (!is_inplace(schema) || op.hasTag(at::Tag::inplace_view) || name.size() < 2 || name.back() != '_' ||
-      name[name.size() - 2] == '_') {
-    return std::nullopt;
-  }
-  auto functional = c10::Dispatcher::singleton().findOp({name.substr(0, name.size() - 1), schema.overload_name()});
-  if (!functional || functional->schema().returns().size() != 1) {
-    return std::nullopt;
-  }
-  // The same arguments in the same order (polygamma_(self, n) vs polygamma(n, self) differ).
-  const auto& args = schema.arguments();
-  const auto& fargs = functional->schema().arguments();
-  if (fargs.size() != args.size()) return std::nullopt;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i].name() != fargs[i].name() || *args[i].type() != *fargs[i].type()) return std::nullopt;
-  }
-  return functional;
 }
 
 Outs inplace_through_functional(Call& call) {

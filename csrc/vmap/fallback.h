@@ -1,11 +1,19 @@
 #pragma once
 #include <torch/library.h>
 
+#include <optional>
+#include <string>
+
 namespace torchfunc {
 
 void set_fallback_warning(bool enabled);
 void set_fallback_enabled(bool enabled);
 int64_t fallback_count();
 void register_batched_fallback(torch::Library& lib);
+// The functional form an in-place op without a rule runs through (NOTE [In-place ops
+// through their functional form]), if it has one.
+std::optional<c10::OperatorHandle> functional_form(const c10::OperatorHandle& op);
+// Why the per-example loop cannot run op, if it cannot.
+std::optional<std::string> loop_refusal(const c10::OperatorHandle& op);
 
 } // namespace torchfunc

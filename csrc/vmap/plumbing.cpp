@@ -13,6 +13,7 @@
 #include "batched_tensor.h"
 #include "empty_batch.h"
 #include "example_checks.h"
+#include "registry.h"
 #include "rule.h"
 
 #include <ATen/core/op_registration/op_registration.h>
@@ -159,32 +160,60 @@ std::vector<std::string>& unknown_rule_ops() {
   return unknown;
 }
 
+namespace {
+
+// Each family table with the file it lives in (NOTE [The rule registry]).
+struct Family {
+  const char* file;
+  void (*add)(std::vector<RuleEntry>&);
+};
+constexpr Family kFamilies[] = {
+    {"rules/pointwise.cpp", add_pointwise_rules}, {"rules/dims.cpp", add_dim_rules},
+    {"rules/views.cpp", add_view_rules},          {"rules/linalg.cpp", add_linalg_rules},
+    {"rules/nn.cpp", add_nn_rules},               {"rules/batch_norm.cpp", add_batch_norm_rules},
+    {"rules/attention.cpp", add_attention_rules}, {"rules/index.cpp", add_index_rules},
+    {"rules/factory.cpp", add_factory_rules},     {"rules/dynamic.cpp", add_dynamic_rules},
+    {"rules/decompose.cpp", add_decompositions}};
+
+const char* kind_name(RuleKind kind) {
+  switch (kind) {
+    case RuleKind::Physical: return "physical";
+    case RuleKind::Logical: return "decomposition";
+    case RuleKind::Refused: return "refused";
+  }
+  return "physical";
+}
+
+} // namespace
+
 size_t register_rules(torch::Library& lib) {
   std::vector<RuleEntry> table;
-  add_pointwise_rules(table);
-  add_dim_rules(table);
-  add_view_rules(table);
-  add_linalg_rules(table);
-  add_nn_rules(table);
-  add_batch_norm_rules(table);
-  add_attention_rules(table);
-  add_index_rules(table);
-  add_factory_rules(table);
-  add_dynamic_rules(table);
-  add_decompositions(table);
+  std::vector<const char*> files;
+  for (const auto& family : kFamilies) {
+    family.add(table);
+    files.resize(table.size(), family.file);
+  }
   std::unordered_set<std::string> covered;
-  for (const auto& e : table) {
+  for (size_t i = 0; i < table.size(); ++i) {
+    const auto& e = table[i];
     TORCH_CHECK(covered.insert(e.op).second, "torchfunc: two batching rules for aten::", e.op);
     const std::string op_name(e.op);
     const auto dot = op_name.find('.');
     const auto name = "aten::" + op_name.substr(0, dot);
     const auto overload = dot == std::string::npos ? std::string() : op_name.substr(dot + 1);
-    if (!c10::Dispatcher::singleton().findSchema({name, overload})) {
+    const auto schema = c10::Dispatcher::singleton().findSchema({name, overload});
+    if (!schema) {
       unknown_rule_ops().push_back(op_name); // a typo, or an op this torch lacks (tested)
       continue;
     }
-    const bool random = c10::Dispatcher::singleton().findSchema({name, overload})->hasTag(at::Tag::nondeterministic_seeded);
+    const bool random = schema->hasTag(at::Tag::nondeterministic_seeded);
     lib.impl(e.op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<RuleKernel>(e.rule, e.kind, random)));
+    std::string why = e.kind == RuleKind::Refused
+        ? "its result depends on the values of a batched tensor: a clear error, not a loop"
+        : std::string("a rule of the ") + files[i] + " table";
+    if (e.loops_when) why += std::string("; it runs the per-example loop ") + e.loops_when;
+    if (random) why += "; a random op: refused under randomness='error' unless it draws nothing";
+    record_rule({"aten::" + op_name, kind_name(e.kind), std::string("vmap/") + files[i], why});
   }
   // Generic families for the remaining aten ops that do not decompose (composite
   // ops reach the ops they are made of): random ops, and ops tagged pointwise.
@@ -204,14 +233,21 @@ size_t register_rules(torch::Library& lib) {
     }
     if (op->hasTag(at::Tag::nondeterministic_seeded)) {
       lib.impl(key.c_str(), torch::CppFunction::makeFromBoxedFunction<&random_kernel>());
+      record_rule({"aten::" + key, "random", "vmap/interpreter.cpp (random_kernel)",
+                   "tagged nondeterministic_seeded: 'error' raises, 'same' draws once, 'different' "
+                   "draws per example (NOTE [Randomness under vmap])"});
       ++generic;
       continue;
     }
-    if (!op->hasTag(at::Tag::pointwise) && !is_inplace_of_pointwise(name)) {
+    const bool pointwise = op->hasTag(at::Tag::pointwise);
+    if (!pointwise && !is_inplace_of_pointwise(name)) {
       continue;
     }
     lib.impl(key.c_str(), torch::CppFunction::makeFromBoxedFunctor(
                               std::make_unique<RuleKernel>(&pointwise_rule, RuleKind::Physical)));
+    record_rule({"aten::" + key, "physical", "vmap/rules/pointwise.cpp (pointwise_rule)",
+                 pointwise ? "tagged pointwise: the generic pointwise rule"
+                           : "the in-place form of an op tagged pointwise: the generic pointwise rule"});
     ++generic;
   }
   return table.size() + generic;

@@ -50,12 +50,16 @@ struct Call {
 
 using Rule = Outs (*)(Call& call);
 
-enum class RuleKind : uint8_t { Physical, Logical };
+// Refused: a rule that raises a clear error (data-dependent ops); run like Logical.
+enum class RuleKind : uint8_t { Physical, Logical, Refused };
 
 struct RuleEntry {
   const char* op; // "name.overload" in the aten namespace ("sum.dim_IntList", "sin")
   Rule rule;
   RuleKind kind = RuleKind::Physical;
+  // A rule that hands some calls to the per-example loop says which (for the registry,
+  // NOTE [The rule registry]): "with a batched index", ...
+  const char* loops_when = nullptr;
 };
 
 // Family tables (rules/*.cpp).

@@ -31,7 +31,7 @@ void add_dynamic_rules(std::vector<RuleEntry>& t) {
                          "_unique", "_unique2", "unique_dim", "unique_consecutive",
                          "unique_dim_consecutive", "allclose", "bincount", "repeat_interleave.Tensor",
                          "_assert_async", "_assert_async.msg", "item"}) {
-    t.push_back({op, &data_dependent_rule});
+    t.push_back({op, &data_dependent_rule, RuleKind::Refused});
   }
 }
 

@@ -356,13 +356,15 @@ void add_index_rules(std::vector<RuleEntry>& t) {
   t.push_back({"cat", &cat_rule});
   t.push_back({"stack", &stack_rule});
   t.push_back({"index_select", &index_select_rule});
-  t.push_back({"index.Tensor", &index_rule});
+  t.push_back({"index.Tensor", &index_rule, RuleKind::Physical,
+               "with batched indices that are not adjacent or do not start at the first indexed dim"});
   for (const char* op : {"index_put", "index_put_", "_index_put_impl_"}) {
-    t.push_back({op, &index_put_rule});
+    t.push_back({op, &index_put_rule, RuleKind::Physical,
+                 "with batched or boolean indices, or indices that are not adjacent"});
   }
   for (const char* op : {"index_add", "index_add_", "index_copy", "index_copy_", "index_fill.int_Scalar",
                          "index_fill_.int_Scalar", "index_fill.int_Tensor", "index_fill_.int_Tensor"}) {
-    t.push_back({op, &index_dim_rule});
+    t.push_back({op, &index_dim_rule, RuleKind::Physical, "with a batched index"});
   }
   t.push_back({"gather", &gather_rule});
   t.push_back({"take", &take_rule});
