@@ -153,7 +153,8 @@ std::string random_inplace_unbatched(const std::string& op_name) {
 std::string data_dependent(const std::string& op_name) {
   const std::string ours = op_name + " needs the value of a batched tensor (data-dependent "
          "control flow or output shape), which differs per batch element. Rewrite without Python control "
-         "flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.";
+         "flow on tensor values (e.g. torch.where instead of `if`), move the call outside of vmap, or pass "
+         "vmap(..., chunk_size=1), which runs the function once per example on plain slices.";
   const std::string base = without_overload(op_name);
   std::string theirs;
   if (op_name == "aten::item") {

@@ -76,7 +76,7 @@ class TestMessages(expecttest.TestCase):
     def test_item_under_vmap(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t: t.sum().item())(torch.randn(3, 4))
-        self.assertExpectedInline(str(ctx.exception), """vmap: It looks like you're calling .item() on a Tensor. We don't support vmap over calling .item() on a Tensor, please try to rewrite what you're doing with other operations. If error is occurring somewhere inside PyTorch internals, please file a bug report. torchfunc: aten::item needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: It looks like you're calling .item() on a Tensor. We don't support vmap over calling .item() on a Tensor, please try to rewrite what you're doing with other operations. If error is occurring somewhere inside PyTorch internals, please file a bug report. torchfunc: aten::item needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), move the call outside of vmap, or pass vmap(..., chunk_size=1), which runs the function once per example on plain slices.""")
 
     def test_torch_func_inside_torchfunc(self):
         with self.assertRaises(RuntimeError) as ctx:
@@ -123,7 +123,7 @@ class TestMessages(expecttest.TestCase):
     def test_batched_boolean_mask_index(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t, m: t[m])(torch.randn(3, 5), torch.rand(3, 5) > 0.5)
-        self.assertExpectedInline(str(ctx.exception), """vmap: We do not support batching operators that can support dynamic shape. Attempting to batch over indexing with a boolean mask. torchfunc: aten::index.Tensor needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), or move the call outside of vmap.""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: We do not support batching operators that can support dynamic shape. Attempting to batch over indexing with a boolean mask. torchfunc: aten::index.Tensor needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), move the call outside of vmap, or pass vmap(..., chunk_size=1), which runs the function once per example on plain slices.""")
 
     def test_inplace_metadata_change_without_rule(self):
         with self.assertRaises(RuntimeError) as ctx:

@@ -7,9 +7,11 @@ Keyword arguments are passed through unmapped.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ._engine import _C
 from .nested_vmap import has_nested_input, run_per_example
@@ -60,7 +62,10 @@ def vmap(
             ``'error'``.
         chunk_size: ``None`` maps over the whole batch at once; ``k`` runs ``k`` examples
             at a time and concatenates the results, to bound memory. With
-            ``randomness='same'`` every chunk sees the same random draws.
+            ``randomness='same'`` every chunk sees the same random draws. ``1`` runs
+            ``func`` once per example on plain slices (NOTE [chunk_size=1 runs plain
+            examples]): data-dependent code (``.item()``, ``nonzero``, Python ``if`` on a
+            tensor) works there, slowly.
 
     Returns:
         A function taking the same arguments as ``func`` whose outputs have the mapped
@@ -94,6 +99,8 @@ def vmap(
             return run_per_example(vmap, func, out_dims, randomness, args_spec, flat_in_dims,
                                    flat_args, kwargs)
         call = _Call(func, out_dims, randomness, args_spec, flat_in_dims, kwargs)
+        if chunk_size == 1:
+            return call.run_per_example(batch_size, flat_args)
         if chunk_size is None or batch_size <= chunk_size:
             return call.run(batch_size, flat_args)
         return call.run_chunked(batch_size, chunk_size, flat_args)
@@ -224,6 +231,41 @@ def _unbatch(func: Callable, outputs: Any, out_dims: Any, level: int, batch_size
 
 # --- one call -------------------------------------------------------------------------------
 
+class _RandomOpWatch(TorchDispatchMode):
+    """Raises vmap's randomness error at the first random op (for chunk_size=1)."""
+
+    def __init__(self, func: Callable) -> None:
+        super().__init__()
+        self.func = func
+
+    def __torch_dispatch__(self, op, types, args=(), kwargs=None):
+        if torch.Tag.nondeterministic_seeded in op.tags and not _draws_nothing(op, args, kwargs):
+            raise RuntimeError(with_torch_func_text(
+                "vmap: called random operation while in randomness error mode. Please either use "
+                "the 'same' or 'different' randomness flags on vmap or perform the randomness "
+                "operation out of vmap",
+                f"{op} ran inside vmap({fn_name(self.func)}, chunk_size=1)."))
+        return op(*args, **(kwargs or {}))
+
+
+def _draws_nothing(op, args, kwargs) -> bool:
+    """A dropout_p of 0 draws nothing (as in the engine's draws_nothing)."""
+    for i, a in enumerate(op._schema.arguments):
+        if a.name == "dropout_p":
+            value = (kwargs or {}).get("dropout_p", args[i] if i < len(args) else a.default_value)
+            return value == 0
+    return False
+
+
+def _refuse_random_ops(func: Callable) -> Any:
+    return _RandomOpWatch(func)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
 class _Call:
     """One call of a vmapped function: everything but the (chunk of the) input leaves."""
 
@@ -238,6 +280,62 @@ class _Call:
                        for arg, in_dim in zip(flat_args, self.flat_in_dims)]
             outputs = self.func(*tree_unflatten(batched, self.args_spec), **self.kwargs)
             return _unbatch(self.func, outputs, self.out_dims, level, batch_size)
+
+    def run_per_example(self, batch_size: int, flat_args: list[Any]) -> Any:
+        """NOTE [chunk_size=1 runs plain examples]
+        With chunk_size=1 there is nothing to batch, so func runs once per example on
+        plain slices (no vmap level), as the loop that vmap stands for: code that needs
+        the values of the mapped tensors (.item(), nonzero, Python control flow) works.
+        The outputs are stacked at their out_dims and must have one shape per leaf.
+        Randomness keeps its meaning: 'different' draws per example as the calls run,
+        'same' restores the RNG state before each example, and 'error' raises at the
+        first random op (a dispatch mode watches the calls). torch.func runs size-1
+        vmaps here, which refuse data-dependent code."""
+        rng_state = torch.get_rng_state() if self.randomness == "same" else None
+        outputs = []
+        for i in range(batch_size):
+            if rng_state is not None:
+                torch.set_rng_state(rng_state)
+            example = [arg if d is None else arg.select(d, i)
+                       for arg, d in zip(flat_args, self.flat_in_dims)]
+            with _refuse_random_ops(self.func) if self.randomness == "error" else _nothing():
+                outputs.append(self.func(*tree_unflatten(example, self.args_spec), **self.kwargs))
+        if not outputs:  # an empty batch: vmap it, which handles size 0
+            return self.run(batch_size, flat_args)
+        flat_per_example = []
+        spec = tree_flatten(outputs[0])[1]
+        for i, out in enumerate(outputs):
+            flat, out_spec = tree_flatten(out)
+            if out_spec != spec:
+                raise ValueError(
+                    f"vmap({fn_name(self.func)}, chunk_size=1): `{fn_name(self.func)}` returned "
+                    f"outputs of different structures for examples 0 and {i}; every example must "
+                    f"return the same structure.")
+            flat_per_example.append(flat)
+        flat_out_dims = _flat_out_dims(self.func, outputs[0], spec, self.out_dims)
+        stacked = []
+        for j, (out_dim, pieces) in enumerate(zip(flat_out_dims, zip(*flat_per_example))):
+            if out_dim is None:
+                stacked.append(pieces[0])
+                continue
+            if not all(isinstance(p, torch.Tensor) for p in pieces):
+                raise ValueError(
+                    f"vmap({fn_name(self.func)}, ...): `{fn_name(self.func)}` must only return "
+                    f"Tensors, got type {type(pieces[0])}. Did you mean to set out_dims= to None "
+                    f"for output?")
+            shapes = {tuple(p.shape) for p in pieces}
+            if len(shapes) > 1:
+                raise RuntimeError(
+                    f"vmap({fn_name(self.func)}, chunk_size=1): output {j} has a different shape "
+                    f"per example ({sorted(shapes)[:3]}...), which cannot be stacked. Return one "
+                    f"shape per example (pad, or reduce), or map over a nested tensor.")
+            rank = pieces[0].dim() + 1
+            if not -rank <= out_dim < rank:
+                raise OutDimError(
+                    f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
+                    f"but got {out_dim})")
+            stacked.append(torch.stack(pieces, out_dim))
+        return tree_unflatten(stacked, spec)
 
     def run_chunked(self, batch_size: int, chunk_size: int, flat_args: list[Any]) -> Any:
         """Run chunk_size examples at a time (the last chunk may be smaller) and
