@@ -52,6 +52,8 @@ def autograd_grad(outputs: list[Tensor], inputs: list[Tensor], grad_outputs: lis
 def set_fallback_warning(enabled: bool) -> None: ...
 def set_fallback_enabled(enabled: bool) -> None:
     """When disabled, an op that would take the fallback raises instead."""
+def take_fallback_ops() -> list[str]:
+    """Names of the ops the fallback ran since the last call (each once); forgets them."""
 def fallback_count() -> int:
     """How many times the fallback ran on this process (for tests and reports)."""
 

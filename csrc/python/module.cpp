@@ -208,6 +208,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_fallback_warning", &set_fallback_warning);
   m.def("set_fallback_enabled", &set_fallback_enabled);
   m.def("fallback_count", &fallback_count);
+  m.def("take_fallback_ops", &take_fallback_ops);
   // The engine called from C++: torch.autograd.grad refuses outputs that carry the
   // subclass marker (NOTE in keys.h). Unused inputs give None.
   m.def("autograd_grad", [](const std::vector<at::Tensor>& outputs, const std::vector<at::Tensor>& inputs,

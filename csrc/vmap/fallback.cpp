@@ -19,7 +19,11 @@
 #include <ATen/ATen.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 namespace torchfunc {
 namespace {
@@ -27,6 +31,9 @@ namespace {
 std::atomic<bool> fallback_warning{false};
 std::atomic<bool> fallback_enabled{true};
 std::atomic<int64_t> fallback_runs{0};
+// The ops the loop ran since the last take_fallback_ops() (torchfunc.testing names them).
+std::mutex looped_mutex;
+std::vector<std::string> looped_ops;
 
 
 // The arguments of example `b`: batched tensors at `level` are sliced.
@@ -102,6 +109,10 @@ Outs loop_rule(Call& call) {
                "example in a loop (slow). Please file an issue asking for a batching rule.");
   }
   fallback_runs.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lock(looped_mutex);
+    if (std::find(looped_ops.begin(), looped_ops.end(), name) == looped_ops.end()) looped_ops.push_back(name);
+  }
   const auto num_returns = schema.returns().size();
   std::vector<std::vector<at::Tensor>> results(num_returns);
   {
@@ -176,6 +187,10 @@ void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 void set_fallback_warning(bool enabled) { fallback_warning.store(enabled); }
 void set_fallback_enabled(bool enabled) { fallback_enabled.store(enabled); }
 int64_t fallback_count() { return fallback_runs.load(); }
+std::vector<std::string> take_fallback_ops() {
+  std::lock_guard<std::mutex> lock(looped_mutex);
+  return std::exchange(looped_ops, {});
+}
 
 void register_batched_fallback(torch::Library& lib) {
   lib.fallback(torch::CppFunction::makeFromBoxedFunction<&batched_fallback>());

@@ -3,12 +3,15 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace torchfunc {
 
 void set_fallback_warning(bool enabled);
 void set_fallback_enabled(bool enabled);
 int64_t fallback_count();
+// The names of the ops the loop ran since the last call (each once), and forget them.
+std::vector<std::string> take_fallback_ops();
 void register_batched_fallback(torch::Library& lib);
 // The functional form an in-place op without a rule runs through (NOTE [In-place ops
 // through their functional form]), if it has one.
