@@ -12,6 +12,7 @@
 #include "../stack.h"
 #include "batched_tensor.h"
 #include "empty_batch.h"
+#include "fallback.h"
 #include "example_checks.h"
 #include "registry.h"
 #include "rule.h"
@@ -143,13 +144,10 @@ bool is_aten_op_name(const c10::OperatorName& name) {
 }
 
 // abs_, eq_.Tensor, threshold_, ...: in-place forms are often untagged while their
-// functional form is tagged pointwise; the pointwise rule serves both.
-bool is_inplace_of_pointwise(const c10::OperatorName& name) {
-  const auto& n = name.name;
-  if (n.size() < 2 || n.back() != '_' || n[n.size() - 2] == '_') {
-    return false;
-  }
-  auto functional = c10::Dispatcher::singleton().findOp({n.substr(0, n.size() - 1), name.overload_name});
+// functional form (NOTE [In-place ops through their functional form]) is tagged
+// pointwise; the pointwise rule serves both.
+bool is_inplace_of_pointwise(const c10::OperatorHandle& op) {
+  const auto functional = functional_form(op);
   return functional && functional->hasTag(at::Tag::pointwise);
 }
 
@@ -240,7 +238,7 @@ size_t register_rules(torch::Library& lib) {
       continue;
     }
     const bool pointwise = op->hasTag(at::Tag::pointwise);
-    if (!pointwise && !is_inplace_of_pointwise(name)) {
+    if (!pointwise && !is_inplace_of_pointwise(*op)) {
       continue;
     }
     lib.impl(key.c_str(), torch::CppFunction::makeFromBoxedFunctor(

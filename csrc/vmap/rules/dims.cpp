@@ -1,4 +1,4 @@
-// Ops that work along dims of their input: reductions, scans, softmax and sorting.
+// Ops that work along dims of their input: reductions, scans, softmax, sorting, FFTs.
 // One generic rule reads the schema: arguments named like dims are shifted past
 // the batch dim (moved to the front); for reductions, "no dim" means every
 // logical dim. Full reductions without a dim argument get one-line rules that
@@ -139,7 +139,7 @@ void add_dim_rules(std::vector<RuleEntry>& t) {
   for (const char* op : {"cumsum", "cumprod", "cummax", "cummin", "logcumsumexp", "_softmax",
                          "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data",
                          "sort", "sort.stable", "topk", "glu", "glu_backward", "glu_jvp", "_safe_softmax",
-                         "rot90"}) {
+                         "rot90", "_fft_r2c", "_fft_c2c", "_fft_c2r"}) {
     t.push_back({op, &dim_rule});
   }
   t.push_back({"sum", &sum_all});

@@ -1,5 +1,5 @@
 // Joining, splitting and indexing: cat, stack, index_select, gather/scatter,
-// advanced indexing.
+// advanced indexing, and the *_scatter ops of views (select/slice/diagonal).
 #include "../../errors.h"
 #include "../../op_traits.h"
 #include "../axis.h"
@@ -377,7 +377,8 @@ void add_index_rules(std::vector<RuleEntry>& t) {
   t.push_back({"as_strided_scatter", &as_strided_scatter_rule});
   for (const char* op : {"scatter.src", "scatter.value", "scatter.reduce", "scatter.value_reduce",
                          "scatter_add", "scatter_reduce.two", "scatter_.src", "scatter_.value",
-                         "scatter_add_", "scatter_reduce_.two"}) {
+                         "scatter_add_", "scatter_reduce_.two", "select_scatter", "slice_scatter",
+                         "diagonal_scatter"}) {
     t.push_back({op, &dim_rule});
   }
 }

@@ -172,10 +172,7 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
                          "_linalg_slogdet", "tril", "triu", "linalg_eig",
                          "linalg_householder_product", "linalg_lu_solve", "lu_unpack",
                          "cholesky_inverse", "linalg_ldl_factor_ex", "cholesky", "logdet",
-                         "constant_pad_nd", "pixel_shuffle", "pixel_unshuffle",
-                         "linalg_cross", "_fft_r2c", "_fft_c2c", "_fft_c2r",
-                         "geqrf", "ormqr",
-                         "select_scatter", "slice_scatter", "diagonal_scatter"}) {
+                         "linalg_cross", "geqrf", "ormqr"}) {
     t.push_back({op, &dim_rule});
   }
 }

@@ -1,5 +1,6 @@
 // Neural-network ops: convolution (forward and backward), pooling and other ops
-// with a leading batch dim N, embedding, layer norm.
+// with a leading batch dim N, constant padding and pixel shuffle, embedding, layer
+// and group norm.
 //
 // NOTE [Batching through N and through groups]
 // Ops with their own batch dim N take our batch dim by folding it into N
@@ -254,6 +255,10 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
                          "im2col", "grid_sampler_2d", "grid_sampler_3d", "_upsample_bilinear2d_aa",
                          "max_unpool2d", "max_unpool3d"}) {
     t.push_back({op, &fold_into_n_rule});
+  }
+  // Batch-native: any leading dims are batch dims (the generic dim rule).
+  for (const char* op : {"constant_pad_nd", "pixel_shuffle", "pixel_unshuffle"}) {
+    t.push_back({op, &dim_rule});
   }
 }
 
