@@ -18,6 +18,7 @@
 #include "rule.h"
 
 #include <ATen/core/op_registration/op_registration.h>
+#include <algorithm>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
@@ -25,6 +26,15 @@ namespace torchfunc {
 
 std::string Call::name() const {
   return display_name(op);
+}
+
+size_t Call::index(std::string_view name) const {
+  const auto& arguments = op.schema().arguments();
+  for (size_t i = 0; i < arguments.size(); ++i) {
+    if (arguments[i].name() == name) return i;
+  }
+  TORCH_CHECK(false, "torchfunc internal error: the batching rule of ", display_name(op), " reads an argument named '",
+              name, "', which its schema lacks: ", op.schema());
 }
 
 std::pair<at::Tensor, std::optional<int64_t>> Call::tensor(size_t i) const {
@@ -203,6 +213,12 @@ size_t register_rules(torch::Library& lib) {
     if (!schema) {
       unknown_rule_ops().push_back(op_name); // a typo, or an op this torch lacks (tested)
       continue;
+    }
+    for (const char* read : e.reads) {  // NOTE [Arguments by name]
+      const auto& arguments = schema->schema().arguments();
+      TORCH_CHECK(std::any_of(arguments.begin(), arguments.end(), [&](const auto& a) { return a.name() == read; }),
+                  "torchfunc: the batching rule of aten::", e.op, " (", files[i], ") reads an argument named '", read,
+                  "', which its schema lacks: ", schema->schema());
     }
     const bool random = schema->hasTag(at::Tag::nondeterministic_seeded);
     lib.impl(e.op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<RuleKernel>(e.rule, e.kind, random)));

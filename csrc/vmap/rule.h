@@ -17,6 +17,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace torchfunc {
@@ -39,11 +40,26 @@ struct Call {
 
   const c10::FunctionSchema& schema() const { return op.schema(); }
   std::string name() const;
-  // Value and bdim of tensor argument i at this level.
+  // NOTE [Arguments by name]
+  // Rules read arguments by their schema name (call.arg("groups"), call.tensor("weight")):
+  // the names a rule's table line declares in `reads` are checked against the op's
+  // schema once, at registration; a name missing at run time raises an internal error
+  // naming the op and the argument. Generic rules that serve many ops read the
+  // schema itself (dim-like names, "dropout_p", ...).
+  size_t index(std::string_view name) const;
+  const c10::IValue& arg(std::string_view name) const { return args[index(name)]; }
+  // Value and bdim of tensor argument i (or `name`) at this level.
   std::pair<at::Tensor, std::optional<int64_t>> tensor(size_t i) const;
+  std::pair<at::Tensor, std::optional<int64_t>> tensor(std::string_view name) const { return tensor(index(name)); }
   std::optional<std::pair<at::Tensor, std::optional<int64_t>>> optional_tensor(size_t i) const;
+  std::optional<std::pair<at::Tensor, std::optional<int64_t>>> optional_tensor(std::string_view name) const {
+    return optional_tensor(index(name));
+  }
   // Values and bdims of a TensorList argument.
   std::vector<std::pair<at::Tensor, std::optional<int64_t>>> tensors(size_t i) const;
+  std::vector<std::pair<at::Tensor, std::optional<int64_t>>> tensors(std::string_view name) const {
+    return tensors(index(name));
+  }
   // Runs the op with `args` replaced and kBatchedKey excluded; returns its outputs.
   torch::jit::Stack call_below(torch::jit::Stack args) const;
 };
@@ -60,6 +76,8 @@ struct RuleEntry {
   // A rule that hands some calls to the per-example loop says which (for the registry,
   // NOTE [The rule registry]): "with a batched index", ...
   const char* loops_when = nullptr;
+  // The argument names the rule reads with call.arg(name) & co. (NOTE [Arguments by name]).
+  std::vector<const char*> reads = {};
 };
 
 // Family tables (rules/*.cpp).

@@ -16,12 +16,12 @@ Outs like_rule(Call& call) {
 }
 
 Outs new_rule(Call& call) {
-  auto [value, bdim] = call.tensor(0);
+  auto [value, bdim] = call.tensor("self");
   auto args = call.args;
-  args[0] = value;
-  auto sizes = call.args[1].toDimVector();
+  args[call.index("self")] = value;
+  auto sizes = call.arg("size").toDimVector();
   sizes.insert(sizes.begin(), call.batch_size);
-  args[1] = c10::IValue(c10::IntArrayRef(sizes));
+  args[call.index("size")] = c10::IValue(c10::IntArrayRef(sizes));
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
@@ -33,8 +33,8 @@ Outs new_rule(Call& call) {
 // example, in a storage just large enough for it (not the batched storage,
 // which would make the result batch-size times larger than needed).
 Outs new_zeros_with_same_feature_meta_rule(Call& call) {
-  auto [self, self_bdim] = call.tensor(0);
-  auto [other, other_bdim] = call.tensor(1);
+  auto [self, self_bdim] = call.tensor("self");
+  auto [other, other_bdim] = call.tensor("other");
   at::Tensor example = other;
   if (other_bdim.has_value()) {
     auto first = other.select(*other_bdim, 0);
@@ -47,9 +47,9 @@ Outs new_zeros_with_same_feature_meta_rule(Call& call) {
                   .as_strided(first.sizes(), first.strides(), first.storage_offset());
   }
   auto args = call.args;
-  args[0] = axis::materialize(self, self_bdim, call.batch_size);
-  args[1] = example;
-  args[2] = call.args[2].toInt() + 1;
+  args[call.index("self")] = axis::materialize(self, self_bdim, call.batch_size);
+  args[call.index("other")] = example;
+  args[call.index("self_num_batch_dims")] = call.arg("self_num_batch_dims").toInt() + 1;
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
@@ -60,9 +60,10 @@ void add_factory_rules(std::vector<RuleEntry>& t) {
     t.push_back({op, &like_rule});
   }
   for (const char* op : {"new_empty", "new_zeros", "new_ones", "new_full"}) {
-    t.push_back({op, &new_rule});
+    t.push_back({op, &new_rule, RuleKind::Physical, nullptr, {"self", "size"}});
   }
-  t.push_back({"_new_zeros_with_same_feature_meta", &new_zeros_with_same_feature_meta_rule});
+  t.push_back({"_new_zeros_with_same_feature_meta", &new_zeros_with_same_feature_meta_rule, RuleKind::Physical,
+               nullptr, {"self", "other", "self_num_batch_dims"}});
 }
 
 } // namespace torchfunc

@@ -9,43 +9,44 @@
 namespace torchfunc {
 namespace {
 
-at::Tensor front(const Call& call, size_t i) {
-  auto [value, bdim] = call.tensor(i);
+at::Tensor front(const Call& call, std::string_view name) {
+  auto [value, bdim] = call.tensor(name);
   return axis::bdim_to_front(value, bdim);
 }
 
 // beta * self + alpha * product, where self broadcasts against the logical product.
 at::Tensor scaled_sum(const Call& call, const at::Tensor& product, int64_t rank) {
-  const auto beta = call.args[3].toScalar();
-  const auto alpha = call.args[4].toScalar();
+  const auto beta = call.arg("beta").toScalar();
+  const auto alpha = call.arg("alpha").toScalar();
   auto out = alpha.equal(1) ? product : product * alpha;
   if (beta.equal(0)) {
     return out;
   }
-  auto [value, bdim] = call.tensor(0);
+  auto [value, bdim] = call.tensor("self");
   auto self = bdim.has_value() ? axis::pad_to_rank(axis::bdim_to_front(value, bdim), rank) : value;
   return beta.equal(1) ? out + self : out + self * beta;
 }
 
-Outs mm_rule(Call& call) { return {{at::matmul(front(call, 0), front(call, 1)), 0}}; }
+Outs mm_rule(Call& call) { return {{at::matmul(front(call, "self"), front(call, "mat2")), 0}}; }
 Outs bmm_rule(Call& call) { return mm_rule(call); }
 Outs mv_rule(Call& call) {
-  return {{at::matmul(front(call, 0), front(call, 1).unsqueeze(-1)).squeeze(-1), 0}};
+  return {{at::matmul(front(call, "self"), front(call, "vec").unsqueeze(-1)).squeeze(-1), 0}};
 }
 Outs dot_rule(Call& call) {
-  auto out = at::matmul(front(call, 0).unsqueeze(-2), front(call, 1).unsqueeze(-1));
+  const auto& second = call.schema().arguments()[1].name(); // dot's "tensor", vdot's "other"
+  auto out = at::matmul(front(call, "self").unsqueeze(-2), front(call, second).unsqueeze(-1));
   return {{out.squeeze(-1).squeeze(-1), 0}};
 }
 Outs addmm_rule(Call& call) {
-  return {{scaled_sum(call, at::matmul(front(call, 1), front(call, 2)), 2), 0}};
+  return {{scaled_sum(call, at::matmul(front(call, "mat1"), front(call, "mat2")), 2), 0}};
 }
 Outs addmv_rule(Call& call) {
-  return {{scaled_sum(call, at::matmul(front(call, 1), front(call, 2).unsqueeze(-1)).squeeze(-1), 1), 0}};
+  return {{scaled_sum(call, at::matmul(front(call, "mat"), front(call, "vec").unsqueeze(-1)).squeeze(-1), 1), 0}};
 }
 Outs baddbmm_rule(Call& call) {
-  return {{scaled_sum(call, at::matmul(front(call, 1), front(call, 2)), 3), 0}};
+  return {{scaled_sum(call, at::matmul(front(call, "batch1"), front(call, "batch2")), 3), 0}};
 }
-Outs trace_rule(Call& call) { return {{front(call, 0).diagonal(0, 1, 2).sum(-1), 0}}; }
+Outs trace_rule(Call& call) { return {{front(call, "self").diagonal(0, 1, 2).sum(-1), 0}}; }
 
 // Checks the info codes of a batched factorization: every example's at once.
 Outs linalg_check_errors_rule(Call& call) {
@@ -71,18 +72,21 @@ at::Tensor broadcastable(const Call& call, size_t i, int64_t rank) {
 // cdist (and its mm path, _euclidean_dist) broadcasts the batch dims of x1 and x2,
 // which may differ in rank.
 Outs cdist_forward_rule(Call& call) {
-  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
+  const auto x1 = call.index("x1");
+  const auto x2 = call.index("x2");
+  const int64_t rank = std::max(call.args[x1].toTensor().dim(), call.args[x2].toTensor().dim());
   auto args = call.args;
-  for (size_t i : {size_t{0}, size_t{1}}) args[i] = broadcastable(call, i, rank);
+  for (size_t i : {x1, x2}) args[i] = broadcastable(call, i, rank);
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
 // atol and rtol broadcast against the batch dims of the input (all but the last two).
 Outs pinv_rule(Call& call) {
-  const int64_t batch_rank = std::max<int64_t>(call.args[0].toTensor().dim() - 2, 0);
+  const auto self = call.index("self");
+  const int64_t batch_rank = std::max<int64_t>(call.args[self].toTensor().dim() - 2, 0);
   auto args = call.args;
-  args[0] = axis::materialize(call.tensor(0).first, call.tensor(0).second, call.batch_size);
-  for (size_t i : {size_t{1}, size_t{2}}) {
+  args[self] = axis::materialize(call.tensor(self).first, call.tensor(self).second, call.batch_size);
+  for (size_t i : {call.index("atol"), call.index("rtol")}) {
     if (args[i].isTensor() && args[i].toTensor().defined()) args[i] = broadcastable(call, i, batch_rank);
   }
   return {{call.call_below(std::move(args))[0], 0}};
@@ -102,8 +106,8 @@ Outs lstsq_rule(Call& call) {
 // Blocks of rank 0, 1 or 2 (a 0-dim block is 1x1, a 1-d block one row) laid out
 // along the diagonal of zeros; the result has the promoted dtype of all blocks.
 Outs block_diag_rule(Call& call) {
-  const auto list = call.args[0].toTensorList();
-  const auto unwrapped = call.tensors(0);
+  const auto list = call.arg("tensors").toTensorList();
+  const auto unwrapped = call.tensors("tensors");
   std::vector<at::Tensor> blocks;
   int64_t rows = 0;
   int64_t cols = 0;
@@ -133,39 +137,40 @@ Outs block_diag_rule(Call& call) {
 // expanded rank, which the front batch dim extends by one.
 Outs trilinear_rule(Call& call) {
   auto args = call.args;
-  for (size_t i = 0; i < 3; ++i) {
-    auto [value, bdim] = call.tensor(i);
-    args[i] = axis::materialize(value, bdim, call.batch_size);
+  for (const char* name : {"i1", "i2", "i3"}) {
+    auto [value, bdim] = call.tensor(name);
+    args[call.index(name)] = axis::materialize(value, bdim, call.batch_size);
   }
-  for (size_t i = 3; i < 7; ++i) {
-    auto dims = call.args[i].toDimVector();
+  for (const char* name : {"expand1", "expand2", "expand3", "sumdim"}) {
+    auto dims = call.arg(name).toDimVector();
     for (auto& d : dims) d += 1;
-    args[i] = c10::IValue(c10::IntArrayRef(dims));
+    args[call.index(name)] = c10::IValue(c10::IntArrayRef(dims));
   }
-  args[7] = call.args[7].toInt() + 1;
+  args[call.index("unroll_dim")] = call.arg("unroll_dim").toInt() + 1;
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
 } // namespace
 
 void add_linalg_rules(std::vector<RuleEntry>& t) {
-  t.push_back({"mm", &mm_rule});
-  t.push_back({"bmm", &bmm_rule});
-  t.push_back({"mv", &mv_rule});
-  t.push_back({"dot", &dot_rule});
-  t.push_back({"vdot", &dot_rule});
-  t.push_back({"addmm", &addmm_rule});
-  t.push_back({"addmv", &addmv_rule});
-  t.push_back({"baddbmm", &baddbmm_rule});
-  t.push_back({"trace", &trace_rule});
+  t.push_back({"mm", &mm_rule, RuleKind::Physical, nullptr, {"self", "mat2"}});
+  t.push_back({"bmm", &bmm_rule, RuleKind::Physical, nullptr, {"self", "mat2"}});
+  t.push_back({"mv", &mv_rule, RuleKind::Physical, nullptr, {"self", "vec"}});
+  t.push_back({"dot", &dot_rule, RuleKind::Physical, nullptr, {"self", "tensor"}});
+  t.push_back({"vdot", &dot_rule, RuleKind::Physical, nullptr, {"self", "other"}});
+  t.push_back({"addmm", &addmm_rule, RuleKind::Physical, nullptr, {"self", "mat1", "mat2", "beta", "alpha"}});
+  t.push_back({"addmv", &addmv_rule, RuleKind::Physical, nullptr, {"self", "mat", "vec", "beta", "alpha"}});
+  t.push_back({"baddbmm", &baddbmm_rule, RuleKind::Physical, nullptr, {"self", "batch1", "batch2", "beta", "alpha"}});
+  t.push_back({"trace", &trace_rule, RuleKind::Physical, nullptr, {"self"}});
   t.push_back({"_linalg_check_errors", &linalg_check_errors_rule});
   t.push_back({"linalg_lstsq", &lstsq_rule});
   t.push_back({"linalg_matrix_exp", &matrix_exp_rule});
-  t.push_back({"_cdist_forward", &cdist_forward_rule});
-  t.push_back({"_euclidean_dist", &cdist_forward_rule});
-  t.push_back({"linalg_pinv.atol_rtol_tensor", &pinv_rule});
-  t.push_back({"block_diag", &block_diag_rule});
-  t.push_back({"_trilinear", &trilinear_rule});
+  t.push_back({"_cdist_forward", &cdist_forward_rule, RuleKind::Physical, nullptr, {"x1", "x2"}});
+  t.push_back({"_euclidean_dist", &cdist_forward_rule, RuleKind::Physical, nullptr, {"x1", "x2"}});
+  t.push_back({"linalg_pinv.atol_rtol_tensor", &pinv_rule, RuleKind::Physical, nullptr, {"self", "atol", "rtol"}});
+  t.push_back({"block_diag", &block_diag_rule, RuleKind::Physical, nullptr, {"tensors"}});
+  t.push_back({"_trilinear", &trilinear_rule, RuleKind::Physical, nullptr,
+               {"i1", "i2", "i3", "expand1", "expand2", "expand3", "sumdim", "unroll_dim"}});
   for (const char* op : {"linalg_inv_ex", "_linalg_det", "linalg_cholesky_ex", "_linalg_solve_ex",
                          "linalg_qr", "_linalg_eigh", "_linalg_svd", "linalg_lu_factor_ex", "linalg_lu",
                          "triangular_solve", "linalg_solve_triangular", "cholesky_solve",

@@ -127,12 +127,12 @@ Outs embedding_rule(Call& call) {
 // Per-example weight gradients of an embedding: offset indices into B stacked tables.
 Outs embedding_dense_backward_rule(Call& call) {
   const auto B = call.batch_size;
-  auto [grad, grad_bdim] = call.tensor(0);
-  auto [indices, indices_bdim] = call.tensor(1);
+  auto [grad, grad_bdim] = call.tensor("grad_output");
+  auto [indices, indices_bdim] = call.tensor("indices");
   auto g = axis::materialize(grad, grad_bdim, B);
   auto idx = axis::materialize(indices, indices_bdim, B);
-  const auto rows = call.args[2].toInt();
-  const auto padding_idx = call.args[3].toInt();
+  const auto rows = call.arg("num_weights").toInt();
+  const auto padding_idx = call.arg("padding_idx").toInt();
   if (padding_idx >= 0) {
     g = g.masked_fill(idx.eq(padding_idx).unsqueeze(-1), 0);
   }
@@ -176,17 +176,17 @@ Outs native_layer_norm_rule(Call& call) {
 // N argument grows with it). Per-example weight or bias are applied afterwards.
 Outs native_group_norm_rule(Call& call) {
   const auto B = call.batch_size;
-  auto [input, input_bdim] = call.tensor(0);
-  auto weight = call.optional_tensor(1);
-  auto bias = call.optional_tensor(2);
+  auto [input, input_bdim] = call.tensor("input");
+  auto weight = call.optional_tensor("weight");
+  auto bias = call.optional_tensor("bias");
   const bool per_example_params = (weight && weight->second.has_value()) || (bias && bias->second.has_value());
   auto x = axis::materialize(input, input_bdim, B);
   auto args = call.args;
-  args[0] = axis::fold_into(x, 0).contiguous(); // the kernel needs a contiguous input
-  args[3] = call.args[3].toInt() * B;
+  args[call.index("input")] = axis::fold_into(x, 0).contiguous(); // the kernel needs a contiguous input
+  args[call.index("N")] = call.arg("N").toInt() * B;
   if (per_example_params) {
-    args[1] = c10::IValue();
-    args[2] = c10::IValue();
+    args[call.index("weight")] = c10::IValue();
+    args[call.index("bias")] = c10::IValue();
   }
   auto r = call.call_below(std::move(args));
   auto out = axis::unfold_from(r[0].toTensor(), 0, B);
@@ -208,15 +208,15 @@ Outs native_group_norm_rule(Call& call) {
 // Gradient of max/min/sort/topk along a dim: scatter the gradient into zeros.
 Outs value_selecting_reduction_backward_rule(Call& call) {
   const auto B = call.batch_size;
-  auto [grad, grad_bdim] = call.tensor(0);
-  auto [indices, indices_bdim] = call.tensor(2);
-  auto sizes = call.args[3].toDimVector();
+  auto [grad, grad_bdim] = call.tensor("grad");
+  auto [indices, indices_bdim] = call.tensor("indices");
+  auto sizes = call.arg("sizes").toDimVector();
   const auto r = std::max<int64_t>(static_cast<int64_t>(sizes.size()), 1);
-  const auto d = axis::physical_dim(call.args[1].toInt(), r);
+  const auto d = axis::physical_dim(call.arg("dim").toInt(), r);
   auto g = axis::materialize(grad, grad_bdim, B);
   auto idx = axis::materialize(indices, indices_bdim, B);
   const bool zero_dim = sizes.empty();
-  if (!call.args[4].toBool() && !zero_dim) {
+  if (!call.arg("keepdim").toBool() && !zero_dim) {
     g = g.unsqueeze(d);
     idx = idx.unsqueeze(d);
   }
@@ -236,10 +236,13 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
   t.push_back({"convolution", &convolution_rule});
   t.push_back({"convolution_backward", &convolution_backward_rule});
   t.push_back({"embedding", &embedding_rule});
-  t.push_back({"embedding_dense_backward", &embedding_dense_backward_rule});
+  t.push_back({"embedding_dense_backward", &embedding_dense_backward_rule, RuleKind::Physical, nullptr,
+               {"grad_output", "indices", "num_weights", "padding_idx"}});
   t.push_back({"native_layer_norm", &native_layer_norm_rule});
-  t.push_back({"value_selecting_reduction_backward", &value_selecting_reduction_backward_rule});
-  t.push_back({"native_group_norm", &native_group_norm_rule});
+  t.push_back({"value_selecting_reduction_backward", &value_selecting_reduction_backward_rule, RuleKind::Physical,
+               nullptr, {"grad", "dim", "indices", "sizes", "keepdim"}});
+  t.push_back({"native_group_norm", &native_group_norm_rule, RuleKind::Physical, nullptr,
+               {"input", "weight", "bias", "N"}});
   for (const char* op : {"max_pool2d_with_indices", "max_pool2d_with_indices_backward", "max_pool3d_with_indices",
                          "max_pool3d_with_indices_backward", "avg_pool2d", "avg_pool2d_backward", "avg_pool3d",
                          "avg_pool3d_backward", "_adaptive_avg_pool2d", "_adaptive_avg_pool2d_backward",
