@@ -14,7 +14,7 @@ from .forward import jvp
 from .functionalize import functionalize
 from .jacobians import hessian, jacfwd
 from .modules import replace_all_batch_norm_modules_
-from .vmap import vmap
+from .vmap import _vmapped, vmap
 
 __all__ = ["chunk_vmap", "functionalize", "replace_all_batch_norm_modules_", "hessian", "jacfwd",
            "jvp"]
@@ -75,8 +75,8 @@ def chunk_vmap(
         # torch.chunk's split: pieces of ceil(B / chunks) examples, which is vmap's
         # chunk_size (it, too, resets the RNG for every chunk with randomness='same').
         chunk_size = -(-batch_size // chunks) if batch_size else None
-        return vmap(func, in_dims=in_dims, out_dims=out_dims, randomness=randomness,
-                    chunk_size=chunk_size)(*args, **kwargs)
+        return _vmapped(func, in_dims, out_dims, randomness, chunk_size, plain_examples=False)(
+            *args, **kwargs)
 
     return wrapped
 

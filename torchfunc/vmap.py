@@ -90,6 +90,15 @@ def vmap(
     if not (chunk_size is None or chunk_size > 0):
         raise ValueError(f"vmap: chunk_size should be None or greater than 0. (got {chunk_size})")
 
+    return _vmapped(func, in_dims, out_dims, randomness, chunk_size, plain_examples=chunk_size == 1)
+
+
+def _vmapped(func: Callable, in_dims: Any, out_dims: Any, randomness: str,
+             chunk_size: int | None, plain_examples: bool) -> Callable:
+    """vmap's wrapper; plain_examples runs func on plain slices (NOTE [chunk_size=1 runs
+    plain examples]), otherwise chunks of chunk_size run under vmap levels (chunk_vmap
+    keeps size-1 chunks under vmap, as functorch's does)."""
+
     @wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         refuse_torch_func_mixing("vmap")
@@ -99,7 +108,7 @@ def vmap(
             return run_per_example(vmap, func, out_dims, randomness, args_spec, flat_in_dims,
                                    flat_args, kwargs)
         call = _Call(func, out_dims, randomness, args_spec, flat_in_dims, kwargs)
-        if chunk_size == 1:
+        if plain_examples:
             return call.run_per_example(batch_size, flat_args)
         if chunk_size is None or batch_size <= chunk_size:
             return call.run(batch_size, flat_args)
