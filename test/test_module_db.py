@@ -59,10 +59,7 @@ PER_SAMPLE_GRADS_XFAILS = ModuleTable(
 )
 # Modules that work only through the slow per-example fallback. A failure with the
 # fallback is also one without it, so this table extends the one above.
-PER_SAMPLE_GRADS_HAS_BATCH_RULE_XFAILS = ModuleTable(
-    xfail("nn.PReLU", reason="no batching rule for aten::_prelu_kernel (loops), nor for its "
-          "backward aten::_prelu_kernel_backward; torch.func has rules for both"),
-    base=[PER_SAMPLE_GRADS_XFAILS])
+PER_SAMPLE_GRADS_HAS_BATCH_RULE_XFAILS = ModuleTable(base=[PER_SAMPLE_GRADS_XFAILS])
 
 
 def _run(module_info, allow_fallback: bool, record_property) -> None:

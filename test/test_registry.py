@@ -93,7 +93,8 @@ KNOWN = {
     "aten::addmm_": "in-place-of",
     "aten::nonzero": "refused",  # data-dependent
     "aten::mm.out": "refused",  # out=: no loop
-    "aten::_prelu_kernel": "loop",
+    "aten::histc": "loop",
+    "aten::_prelu_kernel": "physical",  # untagged, broadcasts like a pointwise op
 }
 
 
@@ -111,10 +112,10 @@ def _fallback_off(fn, *args):
 
 
 def test_a_loop_op_loops_and_a_rule_op_does_not():
-    x, w = torch.randn(3, 4), torch.randn(1)
-    assert torchfunc.explain("aten::_prelu_kernel").kind == "loop"
+    x = torch.randn(3, 4)
+    assert torchfunc.explain("aten::histc").kind == "loop"
     with pytest.raises(RuntimeError, match="per-example fallback is disabled"):
-        _fallback_off(torchfunc.vmap(lambda t: torch.ops.aten._prelu_kernel(t, w)), x)
+        _fallback_off(torchfunc.vmap(lambda t: torch.histc(t, bins=4)), x)
     before = _C.fallback_count()
     _fallback_off(torchfunc.vmap(torch.sin), x)
     _fallback_off(torchfunc.vmap(lambda t: t.abs_()), x.clone())
@@ -176,4 +177,4 @@ def test_docs_family_table_lists_the_registry_files():
 
 class TestMessages(expecttest.TestCase):
     def test_str(self):
-        self.assertExpectedInline(str(torchfunc.explain("aten::_prelu_kernel")), """aten::_prelu_kernel: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")
+        self.assertExpectedInline(str(torchfunc.explain("aten::histc")), """aten::histc: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")

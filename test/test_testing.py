@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torchfunc.testing import assert_per_sample_grads, assert_vmap_matches_loop
 
 X = torch.linspace(-1.0, 1.0, 12).reshape(4, 3)
-PRELU = lambda t: torch.ops.aten._prelu_kernel(t, torch.ones(1))  # noqa: E731 - an op that loops
+HISTC = lambda t: torch.histc(t, bins=4)  # noqa: E731 - an op that loops
 
 
 def test_vmap_check_passes_and_returns_the_result():
@@ -31,9 +31,9 @@ def test_vmap_check_fails_on_a_mismatch():
 
 
 def test_vmap_check_names_the_op_that_looped():
-    with pytest.raises(AssertionError, match=r"ran aten::_prelu_kernel through the per-example fallback"):
-        assert_vmap_matches_loop(PRELU, X)
-    assert_vmap_matches_loop(PRELU, X, allow_loop=True)
+    with pytest.raises(AssertionError, match=r"ran aten::histc through the per-example fallback"):
+        assert_vmap_matches_loop(HISTC, X)
+    assert_vmap_matches_loop(HISTC, X, allow_loop=True)
 
 
 def test_vmap_check_reports_what_vmap_raised():
@@ -88,14 +88,27 @@ class _Decoder(torch.nn.Module):
         return self.layer(x, x.flip(1))
 
 
+class _Pdist(torch.nn.Module):  # pdist's forward and backward loop
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 4)
+
+    def forward(self, x):
+        return F.pdist(self.linear(x).reshape(2, 2))
+
+
 def test_per_sample_grads_names_the_ops_that_looped():
-    with pytest.raises(AssertionError, match=r"ran aten::_prelu_kernel, aten::_prelu_kernel_backward"):
-        assert_per_sample_grads(torch.nn.PReLU(), lambda out: out.sum(), X)
-    assert_per_sample_grads(torch.nn.PReLU(), lambda out: out.sum(), X, allow_loop=True)
+    with pytest.raises(AssertionError, match=r"ran aten::_pdist_forward, aten::_pdist_backward"):
+        assert_per_sample_grads(_Pdist(), lambda out: out.sum(), X)
+    assert_per_sample_grads(_Pdist(), lambda out: out.sum(), X, allow_loop=True)
+
+
+def test_per_sample_grads_of_prelu_take_no_loop():
+    assert_per_sample_grads(torch.nn.PReLU(3), lambda out: out.pow(2).sum(), X * 3)
 
 
 class TestMessages(expecttest.TestCase):
     def test_looped(self):
         with self.assertRaises(AssertionError) as ctx:
-            assert_vmap_matches_loop(PRELU, X)
-        self.assertExpectedInline(str(ctx.exception), """vmap(<lambda>) ran aten::_prelu_kernel through the per-example fallback (no batching rule: slow). torchfunc.explain(op) says why; pass allow_loop=True to accept it.""")
+            assert_vmap_matches_loop(HISTC, X)
+        self.assertExpectedInline(str(ctx.exception), """vmap(<lambda>) ran aten::histc through the per-example fallback (no batching rule: slow). torchfunc.explain(op) says why; pass allow_loop=True to accept it.""")

@@ -89,6 +89,7 @@ void add_nn_rules(std::vector<RuleEntry>& table);
 void add_batch_norm_rules(std::vector<RuleEntry>& table);
 void add_attention_rules(std::vector<RuleEntry>& table);
 void add_index_rules(std::vector<RuleEntry>& table);
+void add_search_rules(std::vector<RuleEntry>& table);
 void add_factory_rules(std::vector<RuleEntry>& table);
 void add_dynamic_rules(std::vector<RuleEntry>& table);
 void add_decompositions(std::vector<RuleEntry>& table);

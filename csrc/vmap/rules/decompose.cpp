@@ -79,6 +79,44 @@ at::Tensor loss_grad(const Call& call, const at::Tensor& d_loss) {
   return out;
 }
 
+// The pointwise losses' forwards, from their eager formulas (by argument name).
+Outs huber_loss(Call& call) {
+  const auto d = call.arg("self").toTensor() - call.arg("target").toTensor();
+  const double delta = call.arg("delta").toDouble();
+  auto a = d.abs();
+  auto losses = at::where(a < delta, d * d * 0.5, (a - 0.5 * delta) * delta);
+  return {{reduce(losses, call.arg("reduction").toInt()), std::nullopt}};
+}
+
+Outs smooth_l1_loss(Call& call) {
+  const auto d = call.arg("self").toTensor() - call.arg("target").toTensor();
+  const double beta = call.arg("beta").toDouble();
+  auto a = d.abs();
+  auto losses = beta == 0 ? a : at::where(a < beta, d * d * (0.5 / beta), a - 0.5 * beta);
+  return {{reduce(losses, call.arg("reduction").toInt()), std::nullopt}};
+}
+
+Outs soft_margin_loss(Call& call) {
+  auto losses = at::log1p(at::exp(-call.arg("self").toTensor() * call.arg("target").toTensor()));
+  return {{reduce(losses, call.arg("reduction").toInt()), std::nullopt}};
+}
+
+// renorm: every slice along `dim` whose p-norm (over the example's other dims)
+// exceeds maxnorm is scaled down to it; as the eager kernel, by maxnorm / (norm + 1e-7).
+Outs renorm(Call& call) {
+  const auto self = call.arg("self").toTensor();
+  const auto rank = std::max<int64_t>(self.dim(), 1);
+  const auto dim = c10::maybe_wrap_dim(call.arg("dim").toInt(), rank);
+  std::vector<int64_t> others;
+  for (int64_t d = 0; d < self.dim(); ++d) {
+    if (d != dim) others.push_back(d);
+  }
+  const auto maxnorm = call.arg("maxnorm").toScalar();
+  auto norm = at::linalg_vector_norm(self, call.arg("p").toScalar(), others, /*keepdim=*/true);
+  auto factor = at::where(norm > maxnorm, maxnorm / (norm + 1e-7), at::ones_like(norm));
+  return {{self * factor.to(self.scalar_type()), std::nullopt}};
+}
+
 Outs soft_margin_loss_backward(Call& call) {
   const auto self = call.args[1].toTensor();
   const auto target = call.args[2].toTensor();
@@ -252,6 +290,10 @@ Outs dist(Call& call) {
 } // namespace
 
 void add_decompositions(std::vector<RuleEntry>& t) {
+  t.push_back({"huber_loss", &huber_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction", "delta"}});
+  t.push_back({"smooth_l1_loss", &smooth_l1_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction", "beta"}});
+  t.push_back({"soft_margin_loss", &soft_margin_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction"}});
+  t.push_back({"renorm", &renorm, RuleKind::Logical, nullptr, {"self", "p", "dim", "maxnorm"}});
   t.push_back({"nll_loss_forward", &nll_loss_forward, RuleKind::Logical});
   t.push_back({"nll_loss_backward", &nll_loss_backward, RuleKind::Logical});
   t.push_back({"nll_loss2d_forward", &nll_loss_forward, RuleKind::Logical});

@@ -120,6 +120,24 @@ Outs arg_extremum(Call& call, bool is_max) {
   return {{idx, 0}};
 }
 Outs argmax_rule(Call& call) { return arg_extremum(call, true); }
+
+// aminmax and count_nonzero: dim=None reduces the flattened example (keepdim keeps
+// every dim, with size 1).
+Outs aminmax_rule(Call& call) {
+  if (!call.arg("dim").isNone()) return dim_rule(call);
+  auto [mn, mx] = at::aminmax(flat(call), 1);
+  if (call.arg("keepdim").toBool()) {
+    std::vector<int64_t> sizes(call.arg("self").toTensor().dim() + 1, 1);
+    sizes[0] = call.batch_size;
+    mn = mn.reshape(sizes);
+    mx = mx.reshape(sizes);
+  }
+  return {{mn, 0}, {mx, 0}};
+}
+Outs count_nonzero_rule(Call& call) {
+  if (!call.arg("dim").isNone()) return dim_rule(call);
+  return {{at::count_nonzero(flat(call), std::optional<int64_t>(1)), 0}};
+}
 Outs argmin_rule(Call& call) { return arg_extremum(call, false); }
 
 } // namespace
@@ -152,6 +170,8 @@ void add_dim_rules(std::vector<RuleEntry>& t) {
   t.push_back({"median", &median_all});
   t.push_back({"nanmedian", &nanmedian_all});
   t.push_back({"norm.Scalar", &norm_all});
+  t.push_back({"aminmax", &aminmax_rule, RuleKind::Physical, nullptr, {"self", "dim", "keepdim"}});
+  t.push_back({"count_nonzero", &count_nonzero_rule, RuleKind::Physical, nullptr, {"self", "dim"}});
   t.push_back({"argmax", &argmax_rule});
   t.push_back({"argmin", &argmin_rule});
 }

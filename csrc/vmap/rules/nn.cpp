@@ -205,6 +205,15 @@ Outs native_group_norm_rule(Call& call) {
           {axis::unfold_from(r[2].toTensor(), 0, B), 0}};
 }
 
+// channel_shuffle of examples [N, C, *]: the batch folds into N.
+Outs channel_shuffle_rule(Call& call) {
+  auto [value, bdim] = call.tensor("self");
+  if (axis::logical_rank(value, bdim) < 3) return loop_rule(call); // the op's own error
+  auto args = call.args;
+  args[call.index("self")] = axis::fold_into(axis::materialize(value, bdim, call.batch_size), 0);
+  return {{axis::unfold_from(call.call_below(std::move(args))[0].toTensor(), 0, call.batch_size), 0}};
+}
+
 // Gradient of max/min/sort/topk along a dim: scatter the gradient into zeros.
 Outs value_selecting_reduction_backward_rule(Call& call) {
   const auto B = call.batch_size;
@@ -259,6 +268,7 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
                          "max_unpool2d", "max_unpool3d"}) {
     t.push_back({op, &fold_into_n_rule});
   }
+  t.push_back({"channel_shuffle", &channel_shuffle_rule, RuleKind::Physical, nullptr, {"self"}});
   // Batch-native: any leading dims are batch dims (the generic dim rule).
   for (const char* op : {"constant_pad_nd", "pixel_shuffle", "pixel_unshuffle"}) {
     t.push_back({op, &dim_rule});

@@ -198,7 +198,8 @@ void add_pointwise_rules(std::vector<RuleEntry>& t) {
                          "log_sigmoid_forward", "log_sigmoid_backward", "rsub.Tensor", "rsub.Scalar",
                          "floor_divide", "hardswish", "alias_copy", "complex", "polar", "isnan", "isinf", "isfinite", "sign", "nan_to_num", "bitwise_not",
                          "logical_not", "abs", "neg", "reciprocal", "sqrt", "rsqrt", "exp", "log",
-                         "softshrink_backward", "hardshrink_backward", "fill.Scalar"}) {
+                         "softshrink_backward", "hardshrink_backward", "fill.Scalar",
+                         "_prelu_kernel", "_prelu_kernel_backward"}) {
     t.push_back({op, &pointwise_rule});
   }
 }
