@@ -47,6 +47,8 @@ struct Call {
   // naming the op and the argument. Generic rules that serve many ops read the
   // schema itself (dim-like names, "dropout_p", ...).
   size_t index(std::string_view name) const;
+  // A literal 0 must not become a null name: positions take the size_t overloads.
+  size_t index(std::nullptr_t) const = delete;
   const c10::IValue& arg(std::string_view name) const { return args[index(name)]; }
   // Value and bdim of tensor argument i (or `name`) at this level.
   std::pair<at::Tensor, std::optional<int64_t>> tensor(size_t i) const;

@@ -9,6 +9,7 @@
 namespace torchfunc {
 namespace {
 
+at::Tensor front(const Call& call, std::nullptr_t) = delete; // front(call, 0) would be a null name
 at::Tensor front(const Call& call, std::string_view name) {
   auto [value, bdim] = call.tensor(name);
   return axis::bdim_to_front(value, bdim);
@@ -59,7 +60,7 @@ Outs linalg_check_errors_rule(Call& call) {
 // The CPU kernel views its input as a batch of matrices, which fails for the
 // strides a batch dim moved to the front can have: it gets a contiguous input.
 Outs matrix_exp_rule(Call& call) {
-  return {{at::linalg_matrix_exp(front(call, 0).contiguous()), 0}};
+  return {{at::linalg_matrix_exp(front(call, "self").contiguous()), 0}};
 }
 
 // Tensor argument i batched at the front and padded to logical rank `rank`, so that
