@@ -53,9 +53,50 @@ Outs new_zeros_with_same_feature_meta_rule(Call& call) {
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
+// An endpoint of linspace/logspace as a [B, 1] column: a (batched) 0-dim tensor
+// argument, or a Scalar shared by every example.
+at::Tensor endpoint(const Call& call, const char* name, const at::TensorOptions& options) {
+  const auto& v = call.arg(name);
+  if (!v.isTensor()) return at::full({call.batch_size, 1}, v.toScalar(), options);
+  auto [value, bdim] = call.tensor(name);
+  return axis::materialize(value, bdim, call.batch_size).to(options).reshape({call.batch_size, 1});
+}
+
+// linspace/logspace with tensor endpoints: each example's row, computed as the eager
+// kernel does (from start for the first half of the steps, from end for the rest);
+// integer results (whose eager arithmetic is integral) loop.
+Outs spaced_rule(Call& call, bool log) {
+  const auto& dtype_arg = call.arg("dtype");
+  const auto dtype = dtype_arg.isNone() ? c10::get_default_dtype_as_scalartype() : dtype_arg.toScalarType();
+  if (!c10::isFloatingType(dtype)) return loop_rule(call);
+  const auto steps = call.arg("steps").toInt();
+  std::optional<c10::Device> device;
+  for (const char* name : {"start", "end"}) {
+    if (call.arg(name).isTensor()) device = call.tensor(name).first.device();
+  }
+  const auto options = at::TensorOptions().dtype(at::kDouble).device(*device);
+  auto start = endpoint(call, "start", options);
+  auto end = endpoint(call, "end", options);
+  auto idx = at::arange(steps, options).unsqueeze(0);
+  auto step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : at::zeros_like(start);
+  // One step is the start (the eager kernel's first half covers it).
+  auto out = steps == 1 ? start.clone() : at::where(idx < steps / 2, start + idx * step, end - (steps - 1 - idx) * step);
+  if (log) out = at::pow(call.arg("base").toDouble(), out);
+  return {{out.to(dtype), 0}};
+}
+Outs linspace_rule(Call& call) { return spaced_rule(call, /*log=*/false); }
+Outs logspace_rule(Call& call) { return spaced_rule(call, /*log=*/true); }
+
 } // namespace
 
 void add_factory_rules(std::vector<RuleEntry>& t) {
+  for (const char* op : {"linspace.Tensor_Tensor", "linspace.Tensor_Scalar", "linspace.Scalar_Tensor"}) {
+    t.push_back({op, &linspace_rule, RuleKind::Physical, "for integer dtypes", {"start", "end", "steps", "dtype"}});
+  }
+  for (const char* op : {"logspace.Tensor_Tensor", "logspace.Tensor_Scalar", "logspace.Scalar_Tensor"}) {
+    t.push_back({op, &logspace_rule, RuleKind::Physical, "for integer dtypes",
+                 {"start", "end", "steps", "base", "dtype"}});
+  }
   for (const char* op : {"empty_like", "zeros_like", "ones_like", "full_like"}) {
     t.push_back({op, &like_rule});
   }
