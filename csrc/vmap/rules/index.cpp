@@ -184,15 +184,68 @@ Outs index_fill_batched_value(Call& call) {
   return {{filled, 0}};
 }
 
-// index_add/index_copy/index_fill: self (and source) batched along a shifted dim;
-// a batched index picks different rows per example, which only the loop does.
+// A batched index picks other rows in each example: index_add, index_copy and
+// index_fill become scatter_add / scatter along the shifted dim, the index viewed
+// along that dim and expanded to the source's (index_fill: the filled) example shape.
+Outs index_dim_batched_index(Call& call, bool has_source) {
+  const auto B = call.batch_size;
+  const auto& logical = call.arg("self").toTensor();
+  const bool zero_dim = logical.dim() == 0;
+  const int64_t d = c10::maybe_wrap_dim(call.arg("dim").toInt(), std::max<int64_t>(logical.dim(), 1)) + 1;
+  auto [self, self_bdim] = call.tensor("self");
+  auto [index, index_bdim] = call.tensor("index");
+  auto s = axis::materialize(self, self_bdim, B);
+  if (zero_dim) s = s.unsqueeze(1);
+  auto idx = axis::materialize(index, index_bdim, B).reshape({B, -1});
+  std::vector<int64_t> along(s.dim(), 1);
+  along[0] = B;
+  along[d] = idx.size(1);
+  idx = idx.view(along);
+  at::Tensor out;
+  const auto& op = call.schema().name();
+  if (has_source) {
+    auto [source, source_bdim] = call.tensor("source");
+    auto src = axis::materialize(source, source_bdim, B);
+    if (src.dim() < s.dim()) src = src.unsqueeze(1);  // 0-dim examples
+    idx = idx.expand(src.sizes());
+    if (op == "aten::index_copy" || op == "aten::index_copy_") {
+      out = s.scatter(d, idx, src);
+    } else {
+      const auto alpha = call.arg("alpha").toScalar();
+      out = s.scatter_add(d, idx, alpha.equal(1) ? src : src * alpha);
+    }
+  } else {
+    auto shape = s.sizes().vec();
+    shape[d] = along[d];
+    idx = idx.expand(shape);
+    const auto& value = call.arg("value");
+    if (value.isTensor()) {
+      auto [v, v_bdim] = call.tensor("value");
+      std::vector<int64_t> column(s.dim(), 1);  // each example's 0-dim value
+      column[0] = B;
+      auto filled = axis::materialize(v, v_bdim, B).to(s.scalar_type()).view(column);
+      out = s.scatter(d, idx, filled.expand(shape));
+    } else {
+      out = s.scatter(d, idx, value.toScalar());
+    }
+  }
+  if (zero_dim) out = out.squeeze(1);
+  if (is_inplace(call.schema())) {
+    TORCH_CHECK(self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
+    axis::bdim_to_front(self, self_bdim).copy_(out);
+    return {{call.args[0], std::nullopt}};
+  }
+  return {{out, 0}};
+}
+
+// index_add/index_copy/index_fill: self (and source) batched along a shifted dim.
 Outs index_dim_rule(Call& call) {
   const auto& sargs = call.schema().arguments();
   const bool has_source = sargs.size() > 3 && sargs[3].name() == "source";
   const bool batched_fill_value = !has_source && sargs.size() > 3 && call.args[3].isTensor() &&
       call.tensor(3).second.has_value();
   if (call.tensor(2).second.has_value()) {
-    return loop_rule(call);
+    return index_dim_batched_index(call, has_source);
   }
   if (batched_fill_value) return index_fill_batched_value(call);
   // 0-dim examples index along a size-1 dim (see NOTE [0-dim examples] in dims.cpp).
@@ -364,7 +417,7 @@ void add_index_rules(std::vector<RuleEntry>& t) {
   }
   for (const char* op : {"index_add", "index_add_", "index_copy", "index_copy_", "index_fill.int_Scalar",
                          "index_fill_.int_Scalar", "index_fill.int_Tensor", "index_fill_.int_Tensor"}) {
-    t.push_back({op, &index_dim_rule, RuleKind::Physical, "with a batched index"});
+    t.push_back({op, &index_dim_rule});
   }
   t.push_back({"gather", &gather_rule});
   t.push_back({"take", &take_rule});
