@@ -184,8 +184,8 @@ Outs index_fill_batched_value(Call& call) {
   return {{filled, 0}};
 }
 
-// A batched index picks other rows in each example: index_add, index_copy and
-// index_fill become scatter_add / scatter along the shifted dim, the index viewed
+// A batched index picks other rows in each example: index_add, index_copy, index_fill
+// and index_reduce become scatter_add / scatter / scatter_reduce along the shifted dim, the index viewed
 // along that dim and expanded to the source's (index_fill: the filled) example shape.
 Outs index_dim_batched_index(Call& call, bool has_source) {
   const auto B = call.batch_size;
@@ -210,6 +210,8 @@ Outs index_dim_batched_index(Call& call, bool has_source) {
     idx = idx.expand(src.sizes());
     if (op == "aten::index_copy" || op == "aten::index_copy_") {
       out = s.scatter(d, idx, src);
+    } else if (op == "aten::index_reduce" || op == "aten::index_reduce_") {
+      out = s.scatter_reduce(d, idx, src, call.arg("reduce").toStringRef(), call.arg("include_self").toBool());
     } else {
       const auto alpha = call.arg("alpha").toScalar();
       out = s.scatter_add(d, idx, alpha.equal(1) ? src : src * alpha);
@@ -237,6 +239,9 @@ Outs index_dim_batched_index(Call& call, bool has_source) {
   }
   return {{out, 0}};
 }
+
+// index_reduce: always the scatter_reduce form (unbatched indices expand too).
+Outs index_reduce_rule(Call& call) { return index_dim_batched_index(call, /*has_source=*/true); }
 
 // index_add/index_copy/index_fill: self (and source) batched along a shifted dim.
 Outs index_dim_rule(Call& call) {
@@ -418,6 +423,10 @@ void add_index_rules(std::vector<RuleEntry>& t) {
   for (const char* op : {"index_add", "index_add_", "index_copy", "index_copy_", "index_fill.int_Scalar",
                          "index_fill_.int_Scalar", "index_fill.int_Tensor", "index_fill_.int_Tensor"}) {
     t.push_back({op, &index_dim_rule});
+  }
+  for (const char* op : {"index_reduce", "index_reduce_"}) {
+    t.push_back({op, &index_reduce_rule, RuleKind::Physical, nullptr,
+                 {"self", "dim", "index", "source", "reduce", "include_self"}});
   }
   t.push_back({"gather", &gather_rule});
   t.push_back({"take", &take_rule});
