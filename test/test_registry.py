@@ -93,7 +93,8 @@ KNOWN = {
     "aten::addmm_": "in-place-of",
     "aten::nonzero": "refused",  # data-dependent
     "aten::mm.out": "refused",  # out=: no loop
-    "aten::histc": "loop",
+    "aten::histc": "physical",
+    "aten::_pdist_forward": "loop",
     "aten::_prelu_kernel": "physical",  # untagged, broadcasts like a pointwise op
 }
 
@@ -113,9 +114,9 @@ def _fallback_off(fn, *args):
 
 def test_a_loop_op_loops_and_a_rule_op_does_not():
     x = torch.randn(3, 4)
-    assert torchfunc.explain("aten::histc").kind == "loop"
+    assert torchfunc.explain("aten::_pdist_forward").kind == "loop"
     with pytest.raises(RuntimeError, match="per-example fallback is disabled"):
-        _fallback_off(torchfunc.vmap(lambda t: torch.histc(t, bins=4)), x)
+        _fallback_off(torchfunc.vmap(lambda t: torch.nn.functional.pdist(t.view(2, 2))), x)
     before = _C.fallback_count()
     _fallback_off(torchfunc.vmap(torch.sin), x)
     _fallback_off(torchfunc.vmap(lambda t: t.abs_()), x.clone())
@@ -177,4 +178,4 @@ def test_docs_family_table_lists_the_registry_files():
 
 class TestMessages(expecttest.TestCase):
     def test_str(self):
-        self.assertExpectedInline(str(torchfunc.explain("aten::histc")), """aten::histc: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")
+        self.assertExpectedInline(str(torchfunc.explain("aten::_pdist_forward")), """aten::_pdist_forward: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torchfunc.testing import assert_per_sample_grads, assert_vmap_matches_loop
 
 X = torch.linspace(-1.0, 1.0, 12).reshape(4, 3)
-HISTC = lambda t: torch.histc(t, bins=4)  # noqa: E731 - an op that loops
+PDIST = lambda t: F.pdist(t.view(1, 3))  # noqa: E731 - an op that loops (aten::_pdist_forward)
 
 
 def test_vmap_check_passes_and_returns_the_result():
@@ -31,9 +31,9 @@ def test_vmap_check_fails_on_a_mismatch():
 
 
 def test_vmap_check_names_the_op_that_looped():
-    with pytest.raises(AssertionError, match=r"ran aten::histc through the per-example fallback"):
-        assert_vmap_matches_loop(HISTC, X)
-    assert_vmap_matches_loop(HISTC, X, allow_loop=True)
+    with pytest.raises(AssertionError, match=r"ran aten::_pdist_forward through the per-example fallback"):
+        assert_vmap_matches_loop(PDIST, X)
+    assert_vmap_matches_loop(PDIST, X, allow_loop=True)
 
 
 def test_vmap_check_reports_what_vmap_raised():
@@ -110,5 +110,5 @@ def test_per_sample_grads_of_prelu_take_no_loop():
 class TestMessages(expecttest.TestCase):
     def test_looped(self):
         with self.assertRaises(AssertionError) as ctx:
-            assert_vmap_matches_loop(HISTC, X)
-        self.assertExpectedInline(str(ctx.exception), """vmap(<lambda>) ran aten::histc through the per-example fallback (no batching rule: slow). torchfunc.explain(op) says why; pass allow_loop=True to accept it.""")
+            assert_vmap_matches_loop(PDIST, X)
+        self.assertExpectedInline(str(ctx.exception), """vmap(<lambda>) ran aten::_pdist_forward through the per-example fallback (no batching rule: slow). torchfunc.explain(op) says why; pass allow_loop=True to accept it.""")

@@ -61,7 +61,6 @@ VMAP_HAS_BATCH_RULE_XFAILS = Table(
     xfail("_unsafe_masked_index_put_accumulate", reason="it decomposes into aten::index_put, which loops with batched indices"),
     xfail("as_strided_copy", reason="no batching rule for aten::as_strided_copy: only the per-example fallback runs it"),
     xfail("hash_tensor", reason="no batching rule for aten::hash_tensor: only the per-example fallback runs it"),
-    xfail("histc", reason="no batching rule for aten::histc: only the per-example fallback runs it"),
     xfail("histogram", reason="no batching rule for aten::histogram.bin_ct: only the per-example fallback runs it"),
     xfail("index_put", reason="aten::index_put loops with batched indices (its rule batches self and values only)"),
     xfail("isin", reason="aten::isin.Tensor_Tensor loops with batched test_elements (its rule batches elements only)"),

@@ -1,4 +1,5 @@
-// Searches in sorted sequences and set membership: searchsorted, bucketize, isin.
+// Searches in sorted sequences, binning and set membership: searchsorted, bucketize,
+// histc, isin.
 // A sequence (or test set) shared by every example searches the physical values
 // directly, whatever their shape; a batched one pairs each example's values with its
 // own sequence by giving the kernel matching leading dims.
@@ -71,6 +72,35 @@ Outs bucketize_rule(Call& call) {
   return {{search_in_rows(rows, v, out_int32, right, std::nullopt, std::nullopt), 0}};
 }
 
+// histc: each example's histogram, its range the example's own min and max when
+// min == max (as eager), counted with a scatter_add into [B, bins]. A value's bin is
+// the one whose linspace edges hold it, as in the eager kernel (the last bin holds max).
+Outs histc_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [value, bdim] = call.tensor("self");
+  const auto numel = call.arg("self").toTensor().numel();
+  auto x = axis::materialize(value, bdim, B).reshape({B, numel});
+  const auto bins = call.arg("bins").toInt();
+  auto lo = at::full({B, 1}, call.arg("min").toScalar(), x.options());
+  auto hi = at::full({B, 1}, call.arg("max").toScalar(), x.options());
+  if (call.arg("min").toScalar().toDouble() == call.arg("max").toScalar().toDouble() && numel > 0) {
+    lo = std::get<0>(x.min(1, /*keepdim=*/true));
+    hi = std::get<0>(x.max(1, /*keepdim=*/true));
+  }
+  const auto same = lo == hi;
+  lo = at::where(same, lo - 1, lo);
+  hi = at::where(same, hi + 1, hi);
+  auto steps = at::arange(bins + 1, x.options()).unsqueeze(0);
+  auto edges = lo + (hi - lo) * steps / static_cast<double>(bins);
+  // searchsorted(right=True) - 1 is the bin whose [left, right) edges hold the value.
+  auto idx = at::searchsorted(edges.contiguous(), x.contiguous(), /*out_int32=*/false, /*right=*/true) - 1;
+  idx = at::where(x == hi, at::full_like(idx, bins - 1), idx);
+  auto inside = (x >= lo) & (x <= hi);
+  auto counts = at::zeros({B, bins}, x.options());
+  counts.scatter_add_(1, idx.clamp(0, bins - 1), inside.to(x.scalar_type()));
+  return {{counts, 0}};
+}
+
 Outs isin_rule(Call& call) {
   auto [elements, elements_bdim] = call.tensor("elements");
   auto [test, test_bdim] = call.tensor("test_elements");
@@ -87,6 +117,7 @@ void add_search_rules(std::vector<RuleEntry>& t) {
                {"sorted_sequence", "self", "out_int32", "right", "side", "sorter"}});
   t.push_back({"bucketize.Tensor", &bucketize_rule, RuleKind::Physical, nullptr,
                {"self", "boundaries", "out_int32", "right"}});
+  t.push_back({"histc", &histc_rule, RuleKind::Physical, nullptr, {"self", "bins", "min", "max"}});
   t.push_back({"isin.Tensor_Tensor", &isin_rule, RuleKind::Physical, "with batched test_elements",
                {"elements", "test_elements", "assume_unique", "invert"}});
 }
