@@ -28,22 +28,39 @@ at::Tensor scaled_sum(const Call& call, const at::Tensor& product, int64_t rank)
   return beta.equal(1) ? out + self : out + self * beta;
 }
 
-Outs mm_rule(Call& call) { return {{at::matmul(front(call, "self"), front(call, "mat2")), 0}}; }
-Outs bmm_rule(Call& call) { return mm_rule(call); }
-Outs mv_rule(Call& call) {
-  return {{at::matmul(front(call, "self"), front(call, "vec").unsqueeze(-1)).squeeze(-1), 0}};
+// NOTE [Products with one unbatched operand]
+// A batched left operand times an unbatched matrix is one matmul that folds the batch
+// into the rows. An unbatched matrix times a batched operand would broadcast the
+// matrix into a bmm of B small products; instead the batch folds into the other
+// operand's free dim: A @ v_b for every b is V @ A^T (V the [B, k] rows), and A @ M_b is
+// A @ [M_1 ... M_B] (the batch moved into the columns), one mm each.
+at::Tensor matrix_product(const Call& call, const char* left, const char* right) {
+  auto [a, a_bdim] = call.tensor(left);
+  auto [m, m_bdim] = call.tensor(right);
+  if (a_bdim || !m_bdim) return at::matmul(axis::bdim_to_front(a, a_bdim), axis::bdim_to_front(m, m_bdim));
+  auto mb = axis::bdim_to_front(m, m_bdim);  // [B, k, n]; a is [r, k]
+  const auto B = mb.size(0);
+  auto columns = mb.permute({1, 0, 2}).reshape({mb.size(1), B * mb.size(2)});
+  return a.mm(columns).view({a.size(0), B, mb.size(2)}).permute({1, 0, 2});
 }
+
+at::Tensor matrix_vector_product(const Call& call, const char* matrix, const char* vector) {
+  auto [a, a_bdim] = call.tensor(matrix);
+  auto [v, v_bdim] = call.tensor(vector);
+  if (!a_bdim && v_bdim) return at::matmul(axis::bdim_to_front(v, v_bdim), a.t());  // [B, k] @ [k, r]
+  return at::matmul(axis::bdim_to_front(a, a_bdim), axis::bdim_to_front(v, v_bdim).unsqueeze(-1)).squeeze(-1);
+}
+
+Outs mm_rule(Call& call) { return {{matrix_product(call, "self", "mat2"), 0}}; }
+Outs bmm_rule(Call& call) { return {{at::matmul(front(call, "self"), front(call, "mat2")), 0}}; }
+Outs mv_rule(Call& call) { return {{matrix_vector_product(call, "self", "vec"), 0}}; }
 Outs dot_rule(Call& call) {
   const auto& second = call.schema().arguments()[1].name(); // dot's "tensor", vdot's "other"
   auto out = at::matmul(front(call, "self").unsqueeze(-2), front(call, second).unsqueeze(-1));
   return {{out.squeeze(-1).squeeze(-1), 0}};
 }
-Outs addmm_rule(Call& call) {
-  return {{scaled_sum(call, at::matmul(front(call, "mat1"), front(call, "mat2")), 2), 0}};
-}
-Outs addmv_rule(Call& call) {
-  return {{scaled_sum(call, at::matmul(front(call, "mat"), front(call, "vec").unsqueeze(-1)).squeeze(-1), 1), 0}};
-}
+Outs addmm_rule(Call& call) { return {{scaled_sum(call, matrix_product(call, "mat1", "mat2"), 2), 0}}; }
+Outs addmv_rule(Call& call) { return {{scaled_sum(call, matrix_vector_product(call, "mat", "vec"), 1), 0}}; }
 Outs baddbmm_rule(Call& call) {
   return {{scaled_sum(call, at::matmul(front(call, "batch1"), front(call, "batch2")), 3), 0}};
 }
