@@ -41,7 +41,9 @@ constexpr const char* kCheckedOps[] = {
     "linalg_solve_triangular", "_linalg_svd", "linalg_inv_ex", "_linalg_det", "_linalg_slogdet",
     "linalg_cholesky_ex", "linalg_matrix_exp", "cholesky", "cholesky_inverse", "triangular_solve",
     "linalg_householder_product", "linalg_ldl_factor_ex", "_linalg_solve_ex", "linalg_lu_solve",
-    "linalg_cross", "linalg_pinv.atol_rtol_tensor", "linalg_pinv.atol_rtol_float", "as_strided_scatter"};
+    "linalg_cross", "linalg_pinv.atol_rtol_tensor", "linalg_pinv.atol_rtol_float", "as_strided_scatter",
+    "renorm", "renorm_", "huber_loss", "smooth_l1_loss", "soft_margin_loss", "histc", "searchsorted.Tensor",
+    "searchsorted.Scalar", "bucketize.Tensor", "channel_shuffle", "linspace.Tensor_Tensor", "logspace.Tensor_Tensor"};
 
 // Products checked only when the examples' ranks (self, other) are not these.
 struct RankedOp {
