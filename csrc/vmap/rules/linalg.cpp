@@ -33,10 +33,15 @@ at::Tensor scaled_sum(const Call& call, const at::Tensor& product, int64_t rank)
 // into the rows. An unbatched matrix times a batched operand would broadcast the
 // matrix into a bmm of B small products; instead the batch folds into the other
 // operand's free dim: A @ v_b for every b is V @ A^T (V the [B, k] rows), and A @ M_b is
-// A @ [M_1 ... M_B] (the batch moved into the columns), one mm each.
+// A @ [M_1 ... M_B] (the batch moved into the columns), one mm each. Products whose
+// inner dim is 1 (the per-example weight gradients of a linear layer, grad^T @ x) are
+// outer products: a broadcast multiply, not a bmm of B rank-1 products.
 at::Tensor matrix_product(const Call& call, const char* left, const char* right) {
   auto [a, a_bdim] = call.tensor(left);
   auto [m, m_bdim] = call.tensor(right);
+  if (a_bdim && m_bdim && call.arg(left).toTensor().size(-1) == 1 && a.is_floating_point()) {
+    return axis::bdim_to_front(a, a_bdim) * axis::bdim_to_front(m, m_bdim);  // [B, r, 1] * [B, 1, c]
+  }
   if (a_bdim || !m_bdim) return at::matmul(axis::bdim_to_front(a, a_bdim), axis::bdim_to_front(m, m_bdim));
   auto mb = axis::bdim_to_front(m, m_bdim);  // [B, k, n]; a is [r, k]
   const auto B = mb.size(0);
