@@ -475,7 +475,9 @@ AUTODIFF_TOL = dict(rtol=1e-3, atol=1e-3)
 # Looser tolerances for OpInfos known to lose more float32 precision: key -> (tol, reason).
 TOLERANCE_OVERRIDES = {
     ("linalg.householder_product", ""): (
-        dict(rtol=1e-2, atol=1e-2), "its float32 backward loses three digits on some samples"),
+        dict(rtol=5e-2, atol=1e-2), "its float32 backward loses three digits on some samples: on sample 7 "
+        "(gradients up to 2e3) one element of vmap(vjp) differs from the loop by 1.8% in float32, while "
+        "in float64 the two agree to 1e-10, so it is rounding, not batching"),
 }
 
 
