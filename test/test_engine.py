@@ -76,7 +76,7 @@ class TestMessages(expecttest.TestCase):
     def test_item_under_vmap(self):
         with self.assertRaises(RuntimeError) as ctx:
             vmap(lambda t: t.sum().item())(torch.randn(3, 4))
-        self.assertExpectedInline(str(ctx.exception), """vmap: It looks like you're calling .item() on a Tensor. We don't support vmap over calling .item() on a Tensor, please try to rewrite what you're doing with other operations. If error is occurring somewhere inside PyTorch internals, please file a bug report. torchfunc: aten::item needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), move the call outside of vmap, or pass vmap(..., chunk_size=1), which runs the function once per example on plain slices.""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: It looks like you're calling .item() on a Tensor. We don't support vmap over calling .item() on a Tensor, please try to rewrite what you're doing with other operations. If error is occurring somewhere inside PyTorch internals, please file a bug report. torchfunc: aten::item needs the value of a batched tensor (data-dependent control flow or output shape), which differs per batch element. Rewrite without Python control flow on tensor values (e.g. torch.where instead of `if`), move the call outside of vmap, or pass vmap(..., chunk_size=1), which runs the function once per example on plain slices. (torchfunc: here examples 0 and 1 give different values; when every example gives the same value, vmap uses it)""")
 
     def test_torch_func_inside_torchfunc(self):
         with self.assertRaises(RuntimeError) as ctx:
@@ -87,10 +87,10 @@ class TestMessages(expecttest.TestCase):
         _C.set_fallback_enabled(False)
         try:
             with self.assertRaises(RuntimeError) as ctx:
-                vmap(lambda t: torch.histc(t, bins=4))(torch.randn(3, 4))
+                vmap(lambda t: torch.nn.functional.pdist(t.view(2, 2)))(torch.randn(3, 4))
         finally:
             _C.set_fallback_enabled(True)
-        self.assertExpectedInline(str(ctx.exception), """vmap: aten::histc has no batching rule and the per-example fallback is disabled (torchfunc._C.set_fallback_enabled(False)).""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::_pdist_forward has no batching rule and the per-example fallback is disabled (torchfunc._C.set_fallback_enabled(False)).""")
 
     def test_captured_tensor_mutated_under_grad(self):
         captured = torch.zeros(3)
@@ -160,17 +160,17 @@ def test_masked_select_with_an_unbatched_mask_has_a_rule():
 
 def test_fallback_is_correct_counted_and_warns_only_when_asked():
     x = torch.randn(3, 10)
-    expected = torch.stack([torch.histc(r, bins=4) for r in x])
+    expected = torch.stack([torch.nn.functional.pdist(r.view(2, 5)) for r in x])
     before = _C.fallback_count()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = vmap(lambda t: torch.histc(t, bins=4))(x)
+        out = vmap(lambda t: torch.nn.functional.pdist(t.view(2, 5)))(x)
     torch.testing.assert_close(out, expected)
     assert _C.fallback_count() == before + 1
     torchfunc.set_fallback_warning(True)
     try:
-        with pytest.warns(UserWarning, match="fallback.*aten::histc"):
-            vmap(lambda t: torch.histc(t, bins=4))(x)
+        with pytest.warns(UserWarning, match="fallback.*aten::_pdist_forward"):
+            vmap(lambda t: torch.nn.functional.pdist(t.view(2, 5)))(x)
     finally:
         torchfunc.set_fallback_warning(False)
 

@@ -7,8 +7,10 @@ over its dim 0, each example is one component, a plain tensor of its own shape.
 No batched kernel applies to examples of different shapes, so this path runs
 ``func`` once per example: each run is a vmap of batch size 1 over that example
 (the component, and the matching slice of every other mapped input), so
-everything vmap refuses it refuses here too (random ops under 'error', ``.item()``,
-in-place writes into captured tensors), with the same errors.
+everything vmap refuses it refuses here too (random ops under 'error', in-place writes
+into captured tensors), with the same errors; data-dependent code (``.item()``, ``if``
+on a tensor) works, since a size-1 batch always shares its values (NOTE
+[Data-dependent values that every example shares]).
 
 Each output leaf that depends on the batch (out_dim not None) is a nested tensor
 whose dim 0 is the batch, as in torch.func (any other out_dim is refused with its

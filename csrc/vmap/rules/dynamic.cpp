@@ -1,6 +1,7 @@
-// Ops that return no tensor. Those whose result depends on the values of a batched tensor (Python control
-// flow on tensors, data-dependent output shapes): a clear error, not a loop
-// that would fail later or silently pick one example.
+// Ops that return no tensor, and those whose result depends on the values of a batched
+// tensor (Python control flow on tensors, data-dependent output shapes): a value every
+// example shares, or a clear error, not a loop that would fail later or silently pick
+// one example.
 #include "../../errors.h"
 #include "../rule.h"
 
@@ -9,6 +10,36 @@ namespace {
 
 Outs data_dependent_rule(Call& call) {
   TORCH_CHECK(false, errors::data_dependent(call.name()));
+}
+
+// NOTE [Data-dependent values that every example shares]
+// .item(), bool(tensor) (is_nonzero), torch.equal and torch.allclose return a Python
+// value, one per example. When every example gives the same value, the loop that vmap
+// stands for takes the same branch (or uses the same number) for each example, so
+// that value is the answer: checks like `if (var < 0).any(): raise` work under vmap
+// (torch.func refuses them all). When the examples differ, the data-dependent error
+// stands, saying so. Each example is computed below every transform.
+Outs uniform_scalar_rule(Call& call) {
+  const auto B = call.batch_size;
+  std::optional<c10::IValue> first;
+  for (int64_t b = 0; b < B; ++b) {
+    torch::jit::Stack example = call.args;
+    for (size_t i = 0; i < example.size(); ++i) {
+      if (!example[i].isTensor()) continue;
+      auto [value, bdim] = call.tensor(i);
+      example[i] = bdim ? value.select(*bdim, b) : value;
+    }
+    auto result = call.call_below(std::move(example));
+    TORCH_INTERNAL_ASSERT(result.size() == 1);
+    if (!first) {
+      first = result[0];
+    } else if (!(*first == result[0])) {
+      TORCH_CHECK(false, errors::data_dependent(call.name()), " (torchfunc: here examples 0 and ", b,
+                  " give different values; when every example gives the same value, vmap uses it)");
+    }
+  }
+  TORCH_CHECK(first.has_value(), errors::data_dependent(call.name()), " (torchfunc: the batch is empty)");
+  return {{*first, std::nullopt}};
 }
 
 // Metadata queries answer for the logical (per-example) tensors.
@@ -27,10 +58,13 @@ Outs has_same_storage_numel_rule(Call& call) {
 void add_dynamic_rules(std::vector<RuleEntry>& t) {
   t.push_back({"is_same_size", &is_same_size_rule, RuleKind::Logical});
   t.push_back({"_has_same_storage_numel", &has_same_storage_numel_rule, RuleKind::Logical});
-  for (const char* op : {"_local_scalar_dense", "is_nonzero", "equal", "nonzero", "nonzero_static",
+  for (const char* op : {"_local_scalar_dense", "is_nonzero", "equal", "allclose", "item"}) {
+    t.push_back({op, &uniform_scalar_rule});
+  }
+  for (const char* op : {"nonzero", "nonzero_static",
                          "_unique", "_unique2", "unique_dim", "unique_consecutive",
-                         "unique_dim_consecutive", "allclose", "bincount", "repeat_interleave.Tensor",
-                         "_assert_async", "_assert_async.msg", "item"}) {
+                         "unique_dim_consecutive", "bincount", "repeat_interleave.Tensor",
+                         "_assert_async", "_assert_async.msg"}) {
     t.push_back({op, &data_dependent_rule, RuleKind::Refused});
   }
 }

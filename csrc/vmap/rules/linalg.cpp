@@ -46,7 +46,8 @@ at::Tensor matrix_product(const Call& call, const char* left, const char* right)
   auto mb = axis::bdim_to_front(m, m_bdim);  // [B, k, n]; a is [r, k]
   const auto B = mb.size(0);
   auto columns = mb.permute({1, 0, 2}).reshape({mb.size(1), B * mb.size(2)});
-  return a.mm(columns).view({a.size(0), B, mb.size(2)}).permute({1, 0, 2});
+  // Contiguous per example, as the op's own result: callers may view() it.
+  return a.mm(columns).view({a.size(0), B, mb.size(2)}).permute({1, 0, 2}).contiguous();
 }
 
 at::Tensor matrix_vector_product(const Call& call, const char* matrix, const char* vector) {
