@@ -127,6 +127,30 @@ def build_jacfwd_mlp():
     return (lambda: f_tf(params, x)), (lambda: f_ref(params, x))
 
 
+def _tall_mlp():
+    """x [16] -> W2 tanh(W1 x) [64]: the 16->64 Jacobian, forward mode's case."""
+    w1, w2 = torch.randn(64, 16) / 4, torch.randn(64, 64) / 8
+    return (lambda x: w2 @ torch.tanh(w1 @ x)), torch.randn(16)
+
+
+def build_jacrev_16_64():
+    f, x = _tall_mlp()
+    f_tf, f_ref = tf.jacrev(f), ref.jacrev(f)
+    return (lambda: f_tf(x)), (lambda: f_ref(x))
+
+
+def build_jacfwd_16_64():
+    f, x = _tall_mlp()
+    f_tf, f_ref = tf.jacfwd(f), ref.jacfwd(f)
+    return (lambda: f_tf(x)), (lambda: f_ref(x))
+
+
+def build_mlp_psg_784():
+    sizes = [784, 128, 128, 10]
+    return _per_sample_grads(mlp, mlp_params(sizes), torch.randn(64, sizes[0]),
+                             torch.randint(0, sizes[-1], (64,)))
+
+
 def _hessian_inputs():
     a = torch.randn(8, 8)
 
@@ -144,10 +168,13 @@ def build_hessian():
 
 WORKLOADS = [
     Workload("mlp_psg", "per-sample grads, MLP 32-128-128-10, B=64", build_mlp_psg),
+    Workload("mlp_psg_784", "per-sample grads, MLP 784-128-128-10, B=64", build_mlp_psg_784),
     Workload("cnn_psg", "per-sample grads, CNN 2xconv+pool+fc, 28x28, B=32", build_cnn_psg),
     Workload("pointwise_chain", "vmap of 20 pointwise/view ops, [16,5,4]", build_pointwise_chain),
     Workload("jacrev_mlp", "jacrev wrt input, MLP 16-32-32-8", build_jacrev_mlp),
     Workload("jacfwd_mlp", "jacfwd wrt input, MLP 16-32-32-8", build_jacfwd_mlp),
+    Workload("jacrev_16_64", "jacrev of W2 tanh(W1 x), 16 -> 64", build_jacrev_16_64),
+    Workload("jacfwd_16_64", "jacfwd of W2 tanh(W1 x), 16 -> 64", build_jacfwd_16_64),
     Workload("hessian", "hessian of sin*cos + x'Ax + x^3 sum, n=8", build_hessian,
              note="both sides forward-over-reverse, jacfwd(jacrev(f))"),
 ]
