@@ -27,9 +27,10 @@ NllTerms nll_terms(const at::Tensor& self, const at::Tensor& target, const at::T
 }
 
 Outs nll_loss_forward(Call& call) {
-  const auto self = call.args[0].toTensor();
-  const auto reduction = call.args[3].toInt();
-  const auto terms = nll_terms(self, call.args[1].toTensor(), opt(call.args[2]), call.args[4].toInt());
+  const auto self = call.arg("self").toTensor();
+  const auto reduction = call.arg("reduction").toInt();
+  const auto terms = nll_terms(self, call.arg("target").toTensor(), opt(call.arg("weight")),
+                               call.arg("ignore_index").toInt());
   auto picked = self.gather(terms.class_dim, terms.target.unsqueeze(terms.class_dim)).squeeze(terms.class_dim);
   auto losses = picked.neg() * terms.weight;
   auto total_weight = terms.weight.sum();
@@ -42,12 +43,13 @@ Outs nll_loss_forward(Call& call) {
 }
 
 Outs nll_loss_backward(Call& call) {
-  const auto grad_output = call.args[0].toTensor();
-  const auto self = call.args[1].toTensor();
-  const auto reduction = call.args[4].toInt();
-  const auto terms = nll_terms(self, call.args[2].toTensor(), opt(call.args[3]), call.args[5].toInt());
+  const auto grad_output = call.arg("grad_output").toTensor();
+  const auto self = call.arg("self").toTensor();
+  const auto reduction = call.arg("reduction").toInt();
+  const auto terms = nll_terms(self, call.arg("target").toTensor(), opt(call.arg("weight")),
+                               call.arg("ignore_index").toInt());
   auto coef = terms.weight.neg() * grad_output;
-  if (reduction == at::Reduction::Mean) coef = coef / call.args[6].toTensor();
+  if (reduction == at::Reduction::Mean) coef = coef / call.arg("total_weight").toTensor();
   auto grad = at::zeros_like(self).scatter(terms.class_dim, terms.target.unsqueeze(terms.class_dim),
                                            coef.unsqueeze(terms.class_dim));
   return {{grad, std::nullopt}};
@@ -60,22 +62,22 @@ at::Tensor reduce(const at::Tensor& losses, int64_t reduction) {
 }
 
 Outs mse_loss(Call& call) {
-  auto diff = call.args[0].toTensor() - call.args[1].toTensor();
-  return {{reduce(diff * diff, call.args[2].toInt()), std::nullopt}};
+  auto diff = call.arg("self").toTensor() - call.arg("target").toTensor();
+  return {{reduce(diff * diff, call.arg("reduction").toInt()), std::nullopt}};
 }
 
 Outs mse_loss_backward(Call& call) {
-  const auto grad = call.args[0].toTensor();
-  const auto self = call.args[1].toTensor();
-  auto out = (self - call.args[2].toTensor()) * grad * 2;
-  if (call.args[3].toInt() == at::Reduction::Mean) out = out / self.numel();
+  const auto grad = call.arg("grad_output").toTensor();
+  const auto self = call.arg("self").toTensor();
+  auto out = (self - call.arg("target").toTensor()) * grad * 2;
+  if (call.arg("reduction").toInt() == at::Reduction::Mean) out = out / self.numel();
   return {{out, std::nullopt}};
 }
 
 // Gradients of the pointwise losses: 1/numel of self under mean reduction.
 at::Tensor loss_grad(const Call& call, const at::Tensor& d_loss) {
-  auto out = d_loss * call.args[0].toTensor();
-  if (call.args[3].toInt() == at::Reduction::Mean) out = out / call.args[1].toTensor().numel();
+  auto out = d_loss * call.arg("grad_output").toTensor();
+  if (call.arg("reduction").toInt() == at::Reduction::Mean) out = out / call.arg("self").toTensor().numel();
   return out;
 }
 
@@ -118,22 +120,22 @@ Outs renorm(Call& call) {
 }
 
 Outs soft_margin_loss_backward(Call& call) {
-  const auto self = call.args[1].toTensor();
-  const auto target = call.args[2].toTensor();
+  const auto self = call.arg("self").toTensor();
+  const auto target = call.arg("target").toTensor();
   auto z = at::exp(-target * self);
   return {{loss_grad(call, -target * z / (z + 1)), std::nullopt}};
 }
 
 Outs smooth_l1_loss_backward(Call& call) {
-  const auto x = call.args[1].toTensor() - call.args[2].toTensor();
-  const double beta = call.args[4].toDouble();
+  const auto x = call.arg("self").toTensor() - call.arg("target").toTensor();
+  const double beta = call.arg("beta").toDouble();
   auto d = beta == 0 ? at::sign(x) : at::where(x.abs() < beta, x / beta, at::sign(x));
   return {{loss_grad(call, d), std::nullopt}};
 }
 
 Outs huber_loss_backward(Call& call) {
-  const auto x = call.args[1].toTensor() - call.args[2].toTensor();
-  const double delta = call.args[4].toDouble();
+  const auto x = call.arg("self").toTensor() - call.arg("target").toTensor();
+  const double delta = call.arg("delta").toDouble();
   return {{loss_grad(call, at::clamp(x, -delta, delta)), std::nullopt}};
 }
 
@@ -169,22 +171,22 @@ Outs unsafe_masked_index_put_accumulate(Call& call) {
 
 // log is clamped at -100, as torch's kernel does.
 Outs binary_cross_entropy(Call& call) {
-  const auto x = call.args[0].toTensor();
-  const auto y = call.args[1].toTensor();
-  const auto w = opt(call.args[2]);
+  const auto x = call.arg("self").toTensor();
+  const auto y = call.arg("target").toTensor();
+  const auto w = opt(call.arg("weight"));
   auto losses = (y * x.log().clamp_min(-100) + (1 - y) * (1 - x).log().clamp_min(-100)).neg();
   if (w.defined()) losses = losses * w;
-  return {{reduce(losses, call.args[3].toInt()), std::nullopt}};
+  return {{reduce(losses, call.arg("reduction").toInt()), std::nullopt}};
 }
 
 Outs binary_cross_entropy_backward(Call& call) {
-  const auto g = call.args[0].toTensor();
-  const auto x = call.args[1].toTensor();
-  const auto y = call.args[2].toTensor();
-  const auto w = opt(call.args[3]);
+  const auto g = call.arg("grad_output").toTensor();
+  const auto x = call.arg("self").toTensor();
+  const auto y = call.arg("target").toTensor();
+  const auto w = opt(call.arg("weight"));
   auto out = g * (x - y) / ((1 - x) * x).clamp_min(1e-12);
   if (w.defined()) out = out * w;
-  if (call.args[4].toInt() == at::Reduction::Mean) out = out / x.numel();
+  if (call.arg("reduction").toInt() == at::Reduction::Mean) out = out / x.numel();
   return {{out, std::nullopt}};
 }
 
@@ -221,13 +223,13 @@ Outs binary_cross_entropy_with_logits(Call& call) {
   const auto x = call.args[0].toTensor();
   const auto y = call.args[1].toTensor();
   const auto w = opt(call.args[2]);
-  const auto pos_weight = opt(call.args[3]);
+  const auto pos_weight = opt(call.arg("pos_weight"));
   auto max_val = x.neg().clamp_min(0);
   auto log_term = (max_val.neg().exp() + (x.neg() - max_val).exp()).log() + max_val;
   auto losses = pos_weight.defined() ? (1 - y) * x + ((pos_weight - 1) * y + 1) * log_term
                                      : (1 - y) * x + log_term;
   if (w.defined()) losses = losses * w;
-  return {{reduce(losses, call.args[4].toInt()), std::nullopt}};
+  return {{reduce(losses, call.arg("reduction").toInt()), std::nullopt}};
 }
 
 // x [N, C, *] in G groups; mean, rstd [N, G].
@@ -265,26 +267,26 @@ Outs native_group_norm_backward(Call& call) {
 }
 
 Outs addr(Call& call) {
-  auto outer = call.args[1].toTensor().unsqueeze(-1) * call.args[2].toTensor();
-  const auto beta = call.args[3].toScalar();
-  const auto alpha = call.args[4].toScalar();
+  auto outer = call.arg("vec1").toTensor().unsqueeze(-1) * call.arg("vec2").toTensor();
+  const auto beta = call.arg("beta").toScalar();
+  const auto alpha = call.arg("alpha").toScalar();
   auto out = alpha.equal(1) ? outer : outer * alpha;
-  if (!beta.equal(0)) out = out + (beta.equal(1) ? call.args[0].toTensor() : call.args[0].toTensor() * beta);
+  if (!beta.equal(0)) out = out + (beta.equal(1) ? call.arg("self").toTensor() : call.arg("self").toTensor() * beta);
   return {{out, std::nullopt}};
 }
 
 Outs addbmm(Call& call) {
-  auto product = at::bmm(call.args[1].toTensor(), call.args[2].toTensor()).sum(0);
-  const auto beta = call.args[3].toScalar();
-  const auto alpha = call.args[4].toScalar();
+  auto product = at::bmm(call.arg("batch1").toTensor(), call.arg("batch2").toTensor()).sum(0);
+  const auto beta = call.arg("beta").toScalar();
+  const auto alpha = call.arg("alpha").toScalar();
   auto out = alpha.equal(1) ? product : product * alpha;
-  if (!beta.equal(0)) out = out + (beta.equal(1) ? call.args[0].toTensor() : call.args[0].toTensor() * beta);
+  if (!beta.equal(0)) out = out + (beta.equal(1) ? call.arg("self").toTensor() : call.arg("self").toTensor() * beta);
   return {{out, std::nullopt}};
 }
 
 Outs dist(Call& call) {
-  auto diff = call.args[0].toTensor() - call.args[1].toTensor();
-  return {{at::linalg_vector_norm(diff, call.args[2].toScalar()), std::nullopt}};
+  auto diff = call.arg("self").toTensor() - call.arg("other").toTensor();
+  return {{at::linalg_vector_norm(diff, call.arg("p").toScalar()), std::nullopt}};
 }
 
 } // namespace
@@ -294,25 +296,25 @@ void add_decompositions(std::vector<RuleEntry>& t) {
   t.push_back({"smooth_l1_loss", &smooth_l1_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction", "beta"}});
   t.push_back({"soft_margin_loss", &soft_margin_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction"}});
   t.push_back({"renorm", &renorm, RuleKind::Logical, nullptr, {"self", "p", "dim", "maxnorm"}});
-  t.push_back({"nll_loss_forward", &nll_loss_forward, RuleKind::Logical});
-  t.push_back({"nll_loss_backward", &nll_loss_backward, RuleKind::Logical});
-  t.push_back({"nll_loss2d_forward", &nll_loss_forward, RuleKind::Logical});
-  t.push_back({"nll_loss2d_backward", &nll_loss_backward, RuleKind::Logical});
-  t.push_back({"mse_loss", &mse_loss, RuleKind::Logical});
-  t.push_back({"mse_loss_backward", &mse_loss_backward, RuleKind::Logical});
-  t.push_back({"soft_margin_loss_backward", &soft_margin_loss_backward, RuleKind::Logical});
-  t.push_back({"smooth_l1_loss_backward", &smooth_l1_loss_backward, RuleKind::Logical});
-  t.push_back({"huber_loss_backward", &huber_loss_backward, RuleKind::Logical});
+  t.push_back({"nll_loss_forward", &nll_loss_forward, RuleKind::Logical, nullptr, {"self", "target", "weight", "reduction", "ignore_index"}});
+  t.push_back({"nll_loss_backward", &nll_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "weight", "reduction", "ignore_index", "total_weight"}});
+  t.push_back({"nll_loss2d_forward", &nll_loss_forward, RuleKind::Logical, nullptr, {"self", "target", "weight", "reduction", "ignore_index"}});
+  t.push_back({"nll_loss2d_backward", &nll_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "weight", "reduction", "ignore_index", "total_weight"}});
+  t.push_back({"mse_loss", &mse_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction"}});
+  t.push_back({"mse_loss_backward", &mse_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "reduction"}});
+  t.push_back({"soft_margin_loss_backward", &soft_margin_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "reduction"}});
+  t.push_back({"smooth_l1_loss_backward", &smooth_l1_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "reduction", "beta"}});
+  t.push_back({"huber_loss_backward", &huber_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "reduction", "delta"}});
   t.push_back({"_unsafe_masked_index", &unsafe_masked_index, RuleKind::Logical});
   t.push_back({"_unsafe_masked_index_put_accumulate", &unsafe_masked_index_put_accumulate, RuleKind::Logical});
-  t.push_back({"binary_cross_entropy", &binary_cross_entropy, RuleKind::Logical});
-  t.push_back({"binary_cross_entropy_backward", &binary_cross_entropy_backward, RuleKind::Logical});
+  t.push_back({"binary_cross_entropy", &binary_cross_entropy, RuleKind::Logical, nullptr, {"self", "target", "weight", "reduction"}});
+  t.push_back({"binary_cross_entropy_backward", &binary_cross_entropy_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "weight", "reduction"}});
   t.push_back({"native_layer_norm_backward", &native_layer_norm_backward, RuleKind::Logical});
-  t.push_back({"addr", &addr, RuleKind::Logical});
-  t.push_back({"addbmm", &addbmm, RuleKind::Logical});
-  t.push_back({"dist", &dist, RuleKind::Logical});
+  t.push_back({"addr", &addr, RuleKind::Logical, nullptr, {"self", "vec1", "vec2", "beta", "alpha"}});
+  t.push_back({"addbmm", &addbmm, RuleKind::Logical, nullptr, {"self", "batch1", "batch2", "beta", "alpha"}});
+  t.push_back({"dist", &dist, RuleKind::Logical, nullptr, {"self", "other", "p"}});
   t.push_back({"native_group_norm_backward", &native_group_norm_backward, RuleKind::Logical});
-  t.push_back({"binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits, RuleKind::Logical});
+  t.push_back({"binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits, RuleKind::Logical, nullptr, {"self", "target", "weight", "pos_weight", "reduction"}});
 }
 
 } // namespace torchfunc
