@@ -1,5 +1,7 @@
 """Small helpers shared by the API test files."""
 import collections
+import subprocess
+import sys
 
 import torch
 from torch.utils._pytree import tree_flatten
@@ -26,3 +28,11 @@ def record_vmap_sizes(monkeypatch, C) -> list:
     monkeypatch.setattr(C, "push_vmap",
                         lambda size, randomness: pushed.append(size) or push_vmap(size, randomness))
     return pushed
+
+
+def run_python(code: str, timeout: int = 120) -> str:
+    """stdout of `code` run in a fresh interpreter, which must exit 0: for cases that
+    once crashed the process, so that a regression is a failure and not the end of the run."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    return done.stdout

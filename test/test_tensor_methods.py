@@ -90,8 +90,7 @@ LEGACY = {
 
 @pytest.mark.parametrize("name", LEGACY)
 def test_legacy_vmap_inside_transforms_raises_instead_of_crashing(name):
-    import subprocess
-    import sys
+    from helpers import run_python
     code = ("import torch, torchfunc, torch._vmap_internals as V\n"
             "try:\n"
             f"    {LEGACY[name]}\n"
@@ -100,8 +99,6 @@ def test_legacy_vmap_inside_transforms_raises_instead_of_crashing(name):
             "    print('RuntimeError:', e)\n"
             "assert torchfunc._C.stack_depth() == 0\n"
             "print(torch.autograd.functional.jacobian(torch.sin, torch.ones(2), vectorize=True).shape)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
-    assert "RuntimeError:" in done.stdout and ("legacy vmap" in done.stdout or
-                                              "requires_grad_" in done.stdout), done.stdout
-    assert "torch.Size([2, 2])" in done.stdout  # outside the transforms it still works
+    stdout = run_python(code)
+    assert "RuntimeError:" in stdout and ("legacy vmap" in stdout or "requires_grad_" in stdout), stdout
+    assert "torch.Size([2, 2])" in stdout  # outside the transforms it still works

@@ -53,25 +53,8 @@ std::optional<Outs> empty_batch_outputs(const Call& call) {
     }
     return at::empty(sizes, value.options().device(c10::kMeta));
   };
-  torch::jit::Stack meta;
-  meta.reserve(call.args.size());
-  for (const auto& iv : call.args) {
-    if (iv.isTensor()) {
-      meta.emplace_back(example(iv.toTensor()));
-    } else if (iv.isTensorList()) {
-      c10::List<at::Tensor> list;
-      for (const at::Tensor& t : iv.toTensorList()) list.push_back(example(t));
-      meta.emplace_back(std::move(list));
-    } else if (iv.isList() && iv.toListRef().size() > 0 && iv.isOptionalTensorList()) {
-      c10::List<std::optional<at::Tensor>> list;
-      for (const c10::IValue& e : iv.toListRef()) {
-        list.push_back(e.isTensor() ? std::optional<at::Tensor>(example(e.toTensor())) : std::nullopt);
-      }
-      meta.emplace_back(std::move(list));
-    } else {
-      meta.push_back(iv);
-    }
-  }
+  torch::jit::Stack meta = call.args;
+  map_tensors(meta, meta.size(), example);
   if (!device) return std::nullopt;
   try {
     // As in NOTE [Rules check what the op checks]: the keys as outside the bottom level.

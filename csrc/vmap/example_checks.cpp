@@ -140,25 +140,8 @@ void check_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& a
     empty |= !e.defined();
     return inplace && e.defined() ? e.clone() : e;
   };
-  torch::jit::Stack one;
-  one.reserve(args.size());
-  for (const auto& iv : args) {
-    if (iv.isTensor()) {
-      one.emplace_back(example(iv.toTensor()));
-    } else if (iv.isTensorList()) {
-      c10::List<at::Tensor> list;
-      for (const at::Tensor& t : iv.toTensorList()) list.push_back(example(t));
-      one.emplace_back(std::move(list));
-    } else if (iv.isList() && iv.toListRef().size() > 0 && iv.isOptionalTensorList()) {
-      c10::List<std::optional<at::Tensor>> list;
-      for (const c10::IValue& e : iv.toListRef()) {
-        list.push_back(e.isTensor() ? std::optional<at::Tensor>(example(e.toTensor())) : std::nullopt);
-      }
-      one.emplace_back(std::move(list));
-    } else {
-      one.push_back(iv);
-    }
-  }
+  torch::jit::Stack one = args;
+  map_tensors(one, one.size(), example);
   if (empty) return;
   op.callBoxed(one);
 }
