@@ -64,7 +64,6 @@ VMAP_HAS_BATCH_RULE_XFAILS = Table(
     xfail("isin", reason="aten::isin.Tensor_Tensor loops with batched test_elements (its rule batches elements only)"),
     xfail("linalg.ldl_solve", reason="no batching rule for aten::linalg_ldl_solve: only the per-example fallback runs it"),
     xfail("nn.functional.fractional_max_pool2d", reason="no batching rule for aten::fractional_max_pool2d: only the per-example fallback runs it"),
-    xfail("nn.functional.multi_margin_loss", reason="no batching rule for aten::multi_margin_loss: only the per-example fallback runs it"),
     xfail("nn.functional.multilabel_margin_loss", reason="no batching rule for aten::multilabel_margin_loss_forward: only the per-example fallback runs it"),
     xfail("nn.functional.pdist", reason="no batching rule for aten::_pdist_forward: only the per-example fallback runs it"),
     xfail("to_sparse", reason="no batching rule for aten::_to_sparse: only the per-example fallback runs it"),

@@ -43,7 +43,8 @@ constexpr const char* kCheckedOps[] = {
     "linalg_householder_product", "linalg_ldl_factor_ex", "_linalg_solve_ex", "linalg_lu_solve",
     "linalg_cross", "linalg_pinv.atol_rtol_tensor", "linalg_pinv.atol_rtol_float", "as_strided_scatter",
     "renorm", "renorm_", "huber_loss", "smooth_l1_loss", "soft_margin_loss", "histc", "searchsorted.Tensor",
-    "searchsorted.Scalar", "bucketize.Tensor", "channel_shuffle", "linspace.Tensor_Tensor", "logspace.Tensor_Tensor"};
+    "searchsorted.Scalar", "bucketize.Tensor", "channel_shuffle", "linspace.Tensor_Tensor", "logspace.Tensor_Tensor",
+    "multi_margin_loss", "multi_margin_loss_backward"};
 
 // Products checked only when the examples' ranks (self, other) are not these.
 struct RankedOp {

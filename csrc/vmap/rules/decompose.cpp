@@ -103,6 +103,54 @@ Outs soft_margin_loss(Call& call) {
   return {{reduce(losses, call.arg("reduction").toInt()), std::nullopt}};
 }
 
+// multi_margin_loss: for each sample, the sum over the other classes j of
+// max(0, margin - x[y] + x[j])^p (weighted by weight[y]), over the number of classes;
+// a 1-D input is one sample. Forward and backward share the hinge terms.
+struct MarginTerms {
+  at::Tensor x, y, z, w;  // [N, C] input, [N] targets, [N, C] hinge (0 at y), [N, 1] weights
+  bool single;
+};
+
+MarginTerms margin_terms(const Call& call) {
+  const auto self = call.arg("self").toTensor();
+  const bool single = self.dim() <= 1;
+  auto x = single ? self.reshape({1, -1}) : self;
+  auto y = call.arg("target").toTensor().reshape({-1});
+  auto xy = x.gather(1, y.unsqueeze(1));
+  auto z = (x - xy + call.arg("margin").toScalar()).scatter(1, y.unsqueeze(1), 0.0);
+  const auto weight = opt(call.arg("weight"));
+  auto w = weight.defined() ? weight.index_select(0, y).unsqueeze(1) : at::Tensor();
+  return {x, y, z, w, single};
+}
+
+Outs multi_margin_loss(Call& call) {
+  auto t = margin_terms(call);
+  auto h = t.z.clamp_min(0);
+  if (call.arg("p").toScalar().toLong() == 2) h = h * h;
+  if (t.w.defined()) h = h * t.w;
+  auto per_sample = h.sum(1) / t.x.size(1);
+  if (t.single) per_sample = per_sample.squeeze(0);
+  return {{reduce(per_sample, call.arg("reduction").toInt()), std::nullopt}};
+}
+
+Outs multi_margin_loss_backward(Call& call) {
+  auto t = margin_terms(call);
+  auto active = (t.z > 0).to(t.x.scalar_type());
+  auto g = call.arg("p").toScalar().toLong() == 2 ? active * t.z * 2 : active;
+  if (t.w.defined()) g = g * t.w;
+  g = g / t.x.size(1);
+  auto grad = g.scatter(1, t.y.unsqueeze(1), -g.sum(1, /*keepdim=*/true));
+  auto grad_output = call.arg("grad_output").toTensor();
+  const auto reduction = call.arg("reduction").toInt();
+  if (reduction == at::Reduction::None && !t.single) {
+    grad = grad * grad_output.unsqueeze(1);
+  } else {
+    grad = grad * grad_output;
+    if (reduction == at::Reduction::Mean) grad = grad / t.x.size(0);
+  }
+  return {{t.single ? grad.squeeze(0) : grad, std::nullopt}};
+}
+
 // renorm: every slice along `dim` whose p-norm (over the example's other dims)
 // exceeds maxnorm is scaled down to it; as the eager kernel, by maxnorm / (norm + 1e-7).
 Outs renorm(Call& call) {
@@ -295,6 +343,10 @@ void add_decompositions(std::vector<RuleEntry>& t) {
   t.push_back({"huber_loss", &huber_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction", "delta"}});
   t.push_back({"smooth_l1_loss", &smooth_l1_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction", "beta"}});
   t.push_back({"soft_margin_loss", &soft_margin_loss, RuleKind::Logical, nullptr, {"self", "target", "reduction"}});
+  t.push_back({"multi_margin_loss", &multi_margin_loss, RuleKind::Logical, nullptr,
+               {"self", "target", "p", "margin", "weight", "reduction"}});
+  t.push_back({"multi_margin_loss_backward", &multi_margin_loss_backward, RuleKind::Logical, nullptr,
+               {"grad_output", "self", "target", "p", "margin", "weight", "reduction"}});
   t.push_back({"renorm", &renorm, RuleKind::Logical, nullptr, {"self", "p", "dim", "maxnorm"}});
   t.push_back({"nll_loss_forward", &nll_loss_forward, RuleKind::Logical, nullptr, {"self", "target", "weight", "reduction", "ignore_index"}});
   t.push_back({"nll_loss_backward", &nll_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "weight", "reduction", "ignore_index", "total_weight"}});
