@@ -10,6 +10,9 @@
 // race on it; life handles are shared, so a level popped on the main thread is
 // dead on every thread.
 #include "interpreter.h"
+#include "keys.h"
+
+#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <optional>
 #include <vector>
@@ -42,6 +45,18 @@ class LowerGuard {
 
  private:
   std::optional<Interpreter> saved_;
+};
+
+// For the ops a rule runs on plain example tensors while it processes a call (the
+// first-example check, the empty batch's meta kernel): the dispatch keys as they were
+// outside the bottom level, and no autograd. With the front key live, an op would be
+// processed by the top level and come back wrapped; with the whole transform range
+// excluded, ZeroTensor and the conjugate and negative views would reach kernels that
+// read their (absent) data.
+struct BelowEveryTransform {
+  c10::impl::ForceDispatchKeyGuard outside{local_stack().front().saved_tls};
+  c10::impl::ExcludeDispatchKeyGuard no_autograd{c10::autograd_dispatch_keyset_with_ADInplaceOrView |
+                                                 front_and_back()};
 };
 
 } // namespace torchfunc

@@ -25,8 +25,6 @@ class GradTensorImpl : public c10::TensorImpl {
   // A tensor the function captured from outside, lifted to this level: in-place
   // ops on it are refused (they would mutate the caller's tensor behind autograd).
   bool is_immutable() const { return is_immutable_; }
-  // NOTE [Fresh allocations share their storage]
-  bool shares_storage() const { return shares_storage_; }
   void refresh_metadata();
 
   const char* tensorimpl_type_name() const override;
@@ -43,7 +41,7 @@ class GradTensorImpl : public c10::TensorImpl {
   int64_t level_;
   std::shared_ptr<bool> alive_;
   bool is_immutable_;
-  bool shares_storage_;
+  bool shares_storage_;  // NOTE [Fresh allocations share their storage]
 };
 
 GradTensorImpl* maybe_grad_tensor(const at::Tensor& t);

@@ -11,13 +11,11 @@
 // returns what it returns for an empty batch).
 #include "empty_batch.h"
 
-#include "../keys.h"
 #include "../op_traits.h"
 #include "../stack.h"
 #include "batched_tensor.h"
 
 #include <ATen/ATen.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 
 namespace torchfunc {
 namespace {
@@ -57,10 +55,7 @@ std::optional<Outs> empty_batch_outputs(const Call& call) {
   map_tensors(meta, meta.size(), example);
   if (!device) return std::nullopt;
   try {
-    // As in NOTE [Rules check what the op checks]: the keys as outside the bottom level.
-    c10::impl::ForceDispatchKeyGuard outside_every_transform(local_stack().front().saved_tls);
-    c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset_with_ADInplaceOrView |
-                                                   front_and_back());
+    BelowEveryTransform below;
     call.op.callBoxed(meta);
   } catch (const c10::Error&) {
     return std::nullopt;

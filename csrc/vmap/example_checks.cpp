@@ -18,13 +18,11 @@
 #include "example_checks.h"
 
 #include "../autodiff/grad_tensor.h"
-#include "../keys.h"
 #include "../op_traits.h"
 #include "../stack.h"
 #include "batched_tensor.h"
 
 #include <ATen/ATen.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <algorithm>
 #include <optional>
@@ -122,13 +120,8 @@ bool checks_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& 
 
 void check_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& args) {
   // Everything here, the selects of the first example included, runs below every
-  // transform, with the dispatch keys as they were outside the bottom level: with the
-  // front key live, a select would be processed by the top level and come back
-  // wrapped; with the whole transform range excluded, ZeroTensor and the conjugate and
-  // negative views would reach kernels that read their (absent) data. No autograd.
-  c10::impl::ForceDispatchKeyGuard outside_every_transform(local_stack().front().saved_tls);
-  c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset_with_ADInplaceOrView |
-                                                 front_and_back());
+  // transform (a select with the front key live would come back wrapped).
+  BelowEveryTransform below;
   // Arguments the op writes are copies: the check must change nothing. So are the
   // arguments of as_strided_scatter, whose bounds check reads the storage: a selected
   // example's storage is the whole batch's.

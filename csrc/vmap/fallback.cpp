@@ -36,7 +36,8 @@ std::mutex looped_mutex;
 std::vector<std::string> looped_ops;
 
 
-// The arguments of example `b`: batched tensors at `level` are sliced.
+} // namespace
+
 torch::jit::Stack slice_example(const torch::jit::Stack& args, int64_t level, int64_t b) {
   torch::jit::Stack out = args;
   map_tensors(out, out.size(), [level, b](const at::Tensor& t) {
@@ -45,8 +46,6 @@ torch::jit::Stack slice_example(const torch::jit::Stack& args, int64_t level, in
   });
   return out;
 }
-
-} // namespace
 
 // NOTE [In-place ops through their functional form]
 // An in-place op without a rule (addmm_, cumsum_, tril_, index_add_, ...) runs its

@@ -18,7 +18,6 @@
 #include "rule.h"
 
 #include <ATen/core/op_registration/op_registration.h>
-#include <algorithm>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
@@ -29,12 +28,10 @@ std::string Call::name() const {
 }
 
 size_t Call::index(std::string_view name) const {
-  const auto& arguments = op.schema().arguments();
-  for (size_t i = 0; i < arguments.size(); ++i) {
-    if (arguments[i].name() == name) return i;
-  }
-  TORCH_CHECK(false, "torchfunc internal error: the batching rule of ", display_name(op), " reads an argument named '",
-              name, "', which its schema lacks: ", op.schema());
+  const auto i = op.schema().argumentIndexWithName(name);
+  TORCH_CHECK(i.has_value(), "torchfunc internal error: the batching rule of ", display_name(op),
+              " reads an argument named '", name, "', which its schema lacks: ", op.schema());
+  return static_cast<size_t>(*i);
 }
 
 std::pair<at::Tensor, std::optional<int64_t>> Call::tensor(size_t i) const {
@@ -216,10 +213,9 @@ size_t register_rules(torch::Library& lib) {
       continue;
     }
     for (const char* read : e.reads) {  // NOTE [Arguments by name]
-      const auto& arguments = schema->schema().arguments();
-      TORCH_CHECK(std::any_of(arguments.begin(), arguments.end(), [&](const auto& a) { return a.name() == read; }),
-                  "torchfunc: the batching rule of aten::", e.op, " (", files[i], ") reads an argument named '", read,
-                  "', which its schema lacks: ", schema->schema());
+      TORCH_CHECK(schema->schema().argumentIndexWithName(read).has_value(), "torchfunc: the batching rule of aten::",
+                  e.op, " (", files[i], ") reads an argument named '", read, "', which its schema lacks: ",
+                  schema->schema());
     }
     const bool random = schema->hasTag(at::Tag::nondeterministic_seeded);
     lib.impl(e.op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<RuleKernel>(e.rule, e.kind, random)));

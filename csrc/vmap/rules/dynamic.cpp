@@ -3,6 +3,7 @@
 // example shares, or a clear error, not a loop that would fail later or silently pick
 // one example.
 #include "../../errors.h"
+#include "../fallback.h"
 #include "../rule.h"
 
 namespace torchfunc {
@@ -23,13 +24,7 @@ Outs uniform_scalar_rule(Call& call) {
   const auto B = call.batch_size;
   std::optional<c10::IValue> first;
   for (int64_t b = 0; b < B; ++b) {
-    torch::jit::Stack example = call.args;
-    for (size_t i = 0; i < example.size(); ++i) {
-      if (!example[i].isTensor()) continue;
-      auto [value, bdim] = call.tensor(i);
-      example[i] = bdim ? value.select(*bdim, b) : value;
-    }
-    auto result = call.call_below(std::move(example));
+    auto result = call.call_below(slice_example(call.args, call.level, b));
     TORCH_INTERNAL_ASSERT(result.size() == 1);
     if (!first) {
       first = result[0];

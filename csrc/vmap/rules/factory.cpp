@@ -77,10 +77,14 @@ Outs spaced_rule(Call& call, bool log) {
   const auto options = at::TensorOptions().dtype(at::kDouble).device(*device);
   auto start = endpoint(call, "start", options);
   auto end = endpoint(call, "end", options);
-  auto idx = at::arange(steps, options).unsqueeze(0);
-  auto step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : at::zeros_like(start);
-  // One step is the start (the eager kernel's first half covers it).
-  auto out = steps == 1 ? start.clone() : at::where(idx < steps / 2, start + idx * step, end - (steps - 1 - idx) * step);
+  at::Tensor out;
+  if (steps == 1) {
+    out = start.clone();  // one step is the start (the eager kernel's first half covers it)
+  } else {
+    auto idx = at::arange(steps, options).unsqueeze(0);
+    auto step = (end - start) / static_cast<double>(steps - 1);
+    out = at::where(idx < steps / 2, start + idx * step, end - (steps - 1 - idx) * step);
+  }
   if (log) out = at::pow(call.arg("base").toDouble(), out);
   return {{out.to(dtype), 0}};
 }

@@ -84,8 +84,7 @@ Outs histc_rule(Call& call) {
   auto lo = at::full({B, 1}, call.arg("min").toScalar(), x.options());
   auto hi = at::full({B, 1}, call.arg("max").toScalar(), x.options());
   if (call.arg("min").toScalar().toDouble() == call.arg("max").toScalar().toDouble() && numel > 0) {
-    lo = std::get<0>(x.min(1, /*keepdim=*/true));
-    hi = std::get<0>(x.max(1, /*keepdim=*/true));
+    std::tie(lo, hi) = at::aminmax(x, 1, /*keepdim=*/true);
   }
   const auto same = lo == hi;
   lo = at::where(same, lo - 1, lo);
