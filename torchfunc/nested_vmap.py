@@ -96,10 +96,16 @@ def run_per_example(vmap: Callable, func: Callable, out_dims: Any, randomness: s
                 f"{_describe(out)}); every example must return the same structure.")
         outputs.append([o.squeeze(0) if isinstance(o, torch.Tensor) else o for o in flat_out])
 
-    from .vmap import _flat_out_dims
-    flat_out_dims = _flat_out_dims(func, tree_unflatten(outputs[0], spec), spec, out_dims)
-    assembled = [_assemble(name, list(pieces), out_dim, nested[0], nested)
-                 for pieces, out_dim in zip(zip(*outputs), flat_out_dims)]
+    from .vmap import _flat_out_dims, check_output_leaf
+    first = tree_unflatten(outputs[0], spec)
+    flat_out_dims = _flat_out_dims(func, first, spec, out_dims)
+    assembled = []
+    for j, (pieces, out_dim) in enumerate(zip(zip(*outputs), flat_out_dims)):
+        if out_dim is not None:
+            for piece in pieces:
+                if not isinstance(piece, torch.Tensor):  # raises torch.func's error
+                    check_output_leaf(func, first, spec, out_dims, j, piece, out_dim)
+        assembled.append(_assemble(name, list(pieces), out_dim, nested))
     return tree_unflatten(assembled, spec)
 
 
@@ -108,15 +114,9 @@ def _describe(tree: Any) -> str:
     return kind_of(tree) + (f" of {len(tree)} items" if sized else "")
 
 
-def _assemble(name: str, pieces: list[Any], out_dim: int | None, first: torch.Tensor,
-              nested: list[torch.Tensor]) -> Any:
+def _assemble(name: str, pieces: list[Any], out_dim: int | None, nested: list[torch.Tensor]) -> Any:
     if out_dim is None:
         return pieces[0]
-    if not all(isinstance(p, torch.Tensor) for p in pieces):
-        raise ValueError(
-            f"vmap({name}, ...): `{name}` must only return Tensors, got type "
-            f"{type(next(p for p in pieces if not isinstance(p, torch.Tensor)))}. "
-            "Did you mean to set out_dims= to None for output?")
     if out_dim != 0:
         raise RuntimeError(with_torch_func_text(
             f"Nested tensors can only be vmapped over dim=0, but got dim={out_dim}",
@@ -133,17 +133,17 @@ def _assemble(name: str, pieces: list[Any], out_dim: int | None, first: torch.Te
                 f"shape inside `{name}` (e.g. a sum or a mean over the ragged dim).")
         return torch.stack(pieces)
     with _C.transforms_suspended():  # plain pieces into a nested tensor: no transform applies
-        return _nest(name, pieces, shapes, first, nested)
+        return _nest(name, pieces, shapes, nested)
 
 
-def _nest(name: str, pieces: list[torch.Tensor], shapes: list[tuple], first: torch.Tensor,
+def _nest(name: str, pieces: list[torch.Tensor], shapes: list[tuple],
           nested: list[torch.Tensor]) -> torch.Tensor:
     if len({len(s) for s in shapes}) > 1:
         raise ValueError(
             f"vmap({name})(<nested inputs>): the examples' outputs have different ranks "
             f"({sorted({len(s) for s in shapes})}); a nested tensor needs one rank.")
     ragged = [d for d in range(len(shapes[0])) if len({s[d] for s in shapes}) > 1]
-    if first.layout != torch.jagged or not shapes[0] or len(ragged) > 1:
+    if nested[0].layout != torch.jagged or not shapes[0] or len(ragged) > 1:
         # The strided layout holds any shapes of one rank, 0-dim ones included.
         return torch.nested.as_nested_tensor(pieces, layout=torch.strided)
     dim = ragged[0] if ragged else 0

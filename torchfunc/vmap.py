@@ -220,22 +220,31 @@ def _unbatch(func: Callable, outputs: Any, out_dims: Any, level: int, batch_size
                     f"BatchedTensor when out_dim is None")
             unbatched.append(out)
             continue
-        if not isinstance(out, torch.Tensor):
-            raise ValueError(
-                f"vmap({name}, ...): `{name}` must only return "
-                f"Tensors, got type {type(out)}. "
-                "Did you mean to set out_dims= to None for output?")
-        rank = out.dim() + 1  # the logical rank once the batch dim is inserted
-        if not -rank <= out_dim < rank:
-            where = "the output" if spec.is_leaf() else named_leaves(outputs, "outputs")[i][0]
-            raise OutDimError(with_torch_func_text(
-                f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
-                f"but got {out_dim})",
-                f"vmap({name}, ..., out_dims={out_dims!r})(<inputs>): out_dim={out_dim} is "
-                f"out of range for {where} of {name}, which has {out.dim()} dims per example "
-                f"({rank} with the mapped dim), so expected {-rank} <= out_dim < {rank}."))
+        rank = check_output_leaf(func, outputs, spec, out_dims, i, out, out_dim)
         unbatched.append(_C.remove_batch_dim(out, level, batch_size, out_dim % rank))
     return tree_unflatten(unbatched, spec)
+
+
+def check_output_leaf(func: Callable, outputs: Any, spec: TreeSpec, out_dims: Any, i: int,
+                      out: Any, out_dim: int) -> int:
+    """The logical rank of output leaf i (one example's `out`) once the mapped dim is at
+    out_dim; torch.func's errors for a leaf that is not a Tensor or an out_dim out of range."""
+    name = fn_name(func)
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"vmap({name}, ...): `{name}` must only return "
+            f"Tensors, got type {type(out)}. "
+            "Did you mean to set out_dims= to None for output?")
+    rank = out.dim() + 1  # the logical rank once the batch dim is inserted
+    if not -rank <= out_dim < rank:
+        where = "the output" if spec.is_leaf() else named_leaves(outputs, "outputs")[i][0]
+        raise OutDimError(with_torch_func_text(
+            f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
+            f"but got {out_dim})",
+            f"vmap({name}, ..., out_dims={out_dims!r})(<inputs>): out_dim={out_dim} is "
+            f"out of range for {where} of {name}, which has {out.dim()} dims per example "
+            f"({rank} with the mapped dim), so expected {-rank} <= out_dim < {rank}."))
+    return rank
 
 
 # --- one call -------------------------------------------------------------------------------
@@ -264,15 +273,6 @@ def _draws_nothing(op, args, kwargs) -> bool:
             value = (kwargs or {}).get("dropout_p", args[i] if i < len(args) else a.default_value)
             return value == 0
     return False
-
-
-def _refuse_random_ops(func: Callable) -> Any:
-    return _RandomOpWatch(func)
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 class _Call:
@@ -307,7 +307,8 @@ class _Call:
                 torch.set_rng_state(rng_state)
             example = [arg if d is None else arg.select(d, i)
                        for arg, d in zip(flat_args, self.flat_in_dims)]
-            with _refuse_random_ops(self.func) if self.randomness == "error" else _nothing():
+            watch = _RandomOpWatch(self.func) if self.randomness == "error" else contextlib.nullcontext()
+            with watch:
                 outputs.append(self.func(*tree_unflatten(example, self.args_spec), **self.kwargs))
         if not outputs:  # an empty batch: vmap it, which handles size 0
             return self.run(batch_size, flat_args)
@@ -327,22 +328,14 @@ class _Call:
             if out_dim is None:
                 stacked.append(pieces[0])
                 continue
-            if not all(isinstance(p, torch.Tensor) for p in pieces):
-                raise ValueError(
-                    f"vmap({fn_name(self.func)}, ...): `{fn_name(self.func)}` must only return "
-                    f"Tensors, got type {type(pieces[0])}. Did you mean to set out_dims= to None "
-                    f"for output?")
+            for piece in pieces:  # raises for a non-Tensor or an out_dim out of range
+                check_output_leaf(self.func, outputs[0], spec, self.out_dims, j, piece, out_dim)
             shapes = {tuple(p.shape) for p in pieces}
             if len(shapes) > 1:
                 raise RuntimeError(
                     f"vmap({fn_name(self.func)}, chunk_size=1): output {j} has a different shape "
                     f"per example ({sorted(shapes)[:3]}...), which cannot be stacked. Return one "
                     f"shape per example (pad, or reduce), or map over a nested tensor.")
-            rank = pieces[0].dim() + 1
-            if not -rank <= out_dim < rank:
-                raise OutDimError(
-                    f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], "
-                    f"but got {out_dim})")
             stacked.append(torch.stack(pieces, out_dim))
         return tree_unflatten(stacked, spec)
 
