@@ -88,8 +88,9 @@ void autodiff_send_to_next(const Interpreter& self, const c10::OperatorHandle& o
   // ops return self) are given back as the same GradTensor, and their metadata
   // is refreshed afterwards (resize_ and in-place views change it).
   c10::SmallVector<std::pair<at::Tensor, at::Tensor>, 4> unwrapped; // (value, wrapper)
-  const bool had_no_tensor_argument = !any_tensor(*stack, n, [](const at::Tensor& t) { return t.defined(); });
+  bool had_tensor_argument = false;  // (no tensor argument: a factory call)
   map_tensors(*stack, n, [&](const at::Tensor& t) {
+    had_tensor_argument |= t.defined();
     auto* g = maybe_grad_tensor(t);
     if (g == nullptr || g->level() != level) {
       return t;
@@ -115,7 +116,7 @@ void autodiff_send_to_next(const Interpreter& self, const c10::OperatorHandle& o
   }
   const auto num_returns = schema.returns().size();
   // NOTE [Fresh allocations share their storage] (autodiff/grad_tensor.cpp)
-  const bool kernel_allocation = had_no_tensor_argument && self.processed_op != &schema;
+  const bool kernel_allocation = !had_tensor_argument && self.processed_op != &schema;
   map_tensors(*stack, num_returns, [&](const at::Tensor& out) {
     for (const auto& [value, wrapper] : unwrapped) {
       if (value.unsafeGetTensorImpl() == out.unsafeGetTensorImpl()) {
