@@ -87,12 +87,19 @@ std::string mixed_with_torch_func(const std::string& op_name) {
          "torch.func) for the whole composition.";
 }
 
+std::string promoted_metadata_change(const std::string& op_name) {
+  return "vmap: " + op_name + " would change the shape or strides in place of a tensor that became batched when "
+         "batched data was written into it. Use the out-of-place version of the op (e.g. `t = t.unsqueeze(0)` "
+         "instead of `t.unsqueeze_(0)`).";
+}
+
 std::string inplace_on_unbatched(const std::string& op_name) {
   // After torch.func's text (which says "vmap:" already) ours starts with the op.
   const std::string ours = op_name + " writes in place into a tensor that is not batched, using a value that "
-         "is batched: the result would need a batch dimension the tensor does not have. Use the out-of-place "
-         "version of the op, or create the tensor from a batched one (e.g. `torch.zeros_like(x)` or "
-         "`x.new_zeros(shape)` instead of `torch.zeros(shape)`).";
+         "is batched: the result would need a batch dimension the tensor does not have. The tensor comes from "
+         "outside the vmapped function (only tensors the function creates itself take a batch dimension when "
+         "batched data is written into them). Use the out-of-place version of the op, or write into a copy "
+         "made inside the function (e.g. `t = t.clone()`).";
   const std::string base = without_overload(op_name);
   const std::string overload = overload_of(op_name);
   if (overload == "out" || (overload.size() > 4 && overload.substr(overload.size() - 4) == "_out")) {

@@ -15,6 +15,9 @@ std::string dead_batched_tensor(const std::string& op_name);
 std::string no_stack_on_thread();
 std::string mixed_with_torch_func(const std::string& op_name);
 std::string inplace_on_unbatched(const std::string& op_name);
+// An in-place metadata change (unsqueeze_, resize_, set_) of a tensor that became batched
+// when batched data was written into it (NOTE [In-place writes into fresh tensors]).
+std::string promoted_metadata_change(const std::string& op_name);
 std::string random_in_error_mode(const std::string& op_name);
 std::string random_same_with_batched_input(const std::string& op_name);
 std::string random_inplace_unbatched(const std::string& op_name);

@@ -27,9 +27,13 @@ enum class Randomness : uint8_t { Error, Same, Different };
 
 const char* kind_name(Kind kind);
 
+struct FreshTensors;  // vmap/fresh_tensors.h
 struct VmapMeta {
   int64_t batch_size;
   Randomness randomness;
+  // Shared by the copies of the stack that other threads build (NOTE [In-place writes
+  // into fresh tensors]).
+  std::shared_ptr<FreshTensors> fresh;
 };
 struct GradMeta {
   bool prev_grad_mode; // grad mode outside the transform (see autodiff/interpreter.cpp)

@@ -69,9 +69,10 @@ class TestMessages(expecttest.TestCase):
         self.assertExpectedInline(str(ctx.exception), """vmap: called random operation while in randomness error mode. Please either use the 'same' or 'different' randomness flags on vmap or perform the randomness operation out of vmap. torchfunc: the random operation was aten::bernoulli_.float. Pass randomness='different' to vmap for independent draws per batch element, or randomness='same' for one draw shared by all elements.""")
 
     def test_inplace_into_unbatched(self):
+        captured = torch.zeros(4)
         with self.assertRaises(RuntimeError) as ctx:
-            vmap(lambda t: torch.zeros(4).add_(t))(torch.randn(3, 4))
-        self.assertExpectedInline(str(ctx.exception), """vmap: aten::add_.Tensor writes in place into a tensor that is not batched, using a value that is batched: the result would need a batch dimension the tensor does not have. Use the out-of-place version of the op, or create the tensor from a batched one (e.g. `torch.zeros_like(x)` or `x.new_zeros(shape)` instead of `torch.zeros(shape)`).""")
+            vmap(lambda t: captured.add_(t))(torch.randn(3, 4))
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::add_.Tensor writes in place into a tensor that is not batched, using a value that is batched: the result would need a batch dimension the tensor does not have. The tensor comes from outside the vmapped function (only tensors the function creates itself take a batch dimension when batched data is written into them). Use the out-of-place version of the op, or write into a copy made inside the function (e.g. `t = t.clone()`).""")
 
     def test_item_under_vmap(self):
         with self.assertRaises(RuntimeError) as ctx:

@@ -235,8 +235,9 @@ def test_what_vmap_refuses_is_refused_per_example():
 
 def test_no_level_leaks_after_an_error():
     nt = _nt(4)
+    captured = torch.zeros(4)
     with pytest.raises(RuntimeError):
-        torchfunc.vmap(lambda t: torch.zeros(4).add_(t[0]))(nt)
+        torchfunc.vmap(lambda t: captured.add_(t[0]))(nt)
     assert _C.current_level() is None
 
 

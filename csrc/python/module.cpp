@@ -7,6 +7,7 @@
 #include "../keys.h"
 #include "../stack.h"
 #include "../vmap/batched_tensor.h"
+#include "../vmap/fresh_tensors.h"
 #include "../vmap/fallback.h"
 #include "../vmap/plumbing.h"
 #include "../vmap/registry.h"
@@ -80,7 +81,10 @@ at::Tensor unwrap_one(const at::Tensor& t) {
   return t;
 }
 
-at::Tensor remove_batch_dim(const at::Tensor& t, int64_t level, int64_t batch_size, int64_t out_dim) {
+at::Tensor remove_batch_dim(const at::Tensor& output, int64_t level, int64_t batch_size, int64_t out_dim) {
+  // A returned fresh tensor that batched data was written into (NOTE [In-place writes into fresh tensors]).
+  const auto* interp = find_interpreter(level);
+  const at::Tensor t = interp != nullptr && interp->kind() == Kind::Vmap ? read_at_level(*interp, output) : output;
   auto [value, bdim] = unwrap_at(t, level);
   if (!bdim.has_value()) {
     auto expanded = axis::materialize(t, std::nullopt, batch_size);
@@ -147,7 +151,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace torchfunc;
   m.def("install", &install);
   m.def("push_vmap", [](int64_t batch_size, const std::string& randomness) {
-    return push_interpreter(Kind::Vmap, VmapMeta{batch_size, parse_randomness(randomness)});
+    return push_interpreter(Kind::Vmap, VmapMeta{batch_size, parse_randomness(randomness), make_fresh_tensors()});
   });
   m.def("push_grad", [](bool prev_grad_mode) {
     return push_interpreter(Kind::Grad, GradMeta{prev_grad_mode});

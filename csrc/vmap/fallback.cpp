@@ -13,6 +13,7 @@
 #include "../op_traits.h"
 #include "../stack.h"
 #include "batched_tensor.h"
+#include "fresh_tensors.h"
 #include "plumbing.h"
 #include "rule.h"
 
@@ -166,6 +167,7 @@ Outs inplace_through_functional(Call& call) {
 }
 
 void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  substitute_promoted(top_interpreter(), *stack, op.schema().arguments().size(), &op);
   if (is_composite_implicit(op)) {
     if (!any_batched_at(*stack, op.schema().arguments().size(), top_interpreter().level())) {
       // Decomposed here rather than below, so that the ops it is made of still meet the

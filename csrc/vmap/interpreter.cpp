@@ -29,7 +29,9 @@
 #include "../op_traits.h"
 #include "axis.h"
 #include "batched_tensor.h"
+#include "fresh_tensors.h"
 #include "plumbing.h"
+#include "rule.h"
 #include "../stack.h"
 
 #include <ATen/ATen.h>
@@ -53,7 +55,9 @@ void random_same(const Interpreter& self, const c10::OperatorHandle& op, torch::
   const auto n = schema.arguments().size();
   const auto level = self.level();
   if (!any_batched_at(*stack, n, level)) {
+    const auto inputs = storage_keys(*stack, n);
     continue_below(op, stack);
+    record_fresh_outputs(self, schema, *stack, inputs);  // one draw for all: a fresh tensor
     return;
   }
   const auto name = display_name(op);
@@ -95,15 +99,21 @@ void random_different(const Interpreter& self, const c10::OperatorHandle& op, to
   const size_t first = stack->size() - n;
   c10::impl::ExcludeDispatchKeyGuard guard(kBatchedKey);
   if (is_inplace(schema)) {
-    at::Tensor batched_self = (*stack)[first].toTensor();
-    TORCH_CHECK(batched_at(batched_self, level), errors::random_inplace_unbatched(name));
+    at::Tensor self_arg = (*stack)[first].toTensor();  // what the op returns
+    if (!batched_at(self_arg, level)) {
+      // A tensor the function created takes a batch dimension for its draws
+      // (NOTE [In-place writes into fresh tensors]).
+      Call call{op, level, batch_size, torch::jit::last(*stack, n).vec()};
+      TORCH_CHECK(promote_written_self(self, call).defined(), errors::random_inplace_unbatched(name));
+      (*stack)[first] = call.args[0];
+    }
     map_tensors(*stack, n, [&](const at::Tensor& t) {
       auto [value, bdim] = unwrap_at(t, level);
       return bdim.has_value() ? axis::bdim_to_front(value, bdim) : value;
     });
     op.callBoxed(stack);
     torch::jit::drop(*stack, 1);
-    stack->push_back(batched_self);
+    stack->push_back(self_arg);
     return;
   }
   if (schema.operator_name().name == "aten::randperm") {
@@ -169,6 +179,7 @@ bool draws_nothing(const c10::FunctionSchema& schema, const torch::jit::Stack& s
 
 void random_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const auto& self = top_interpreter();
+  substitute_promoted(self, *stack, op.schema().arguments().size(), &op);
   switch (self.vmap().randomness) {
     case Randomness::Error:
       TORCH_CHECK(false, errors::random_in_error_mode(display_name(op)));

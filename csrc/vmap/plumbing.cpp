@@ -13,6 +13,7 @@
 #include "batched_tensor.h"
 #include "empty_batch.h"
 #include "fallback.h"
+#include "fresh_tensors.h"
 #include "example_checks.h"
 #include "registry.h"
 #include "rule.h"
@@ -87,13 +88,18 @@ void push_outputs(torch::jit::Stack* stack, const Outs& outs, int64_t level) {
 void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule, RuleKind kind) {
   const auto& interp = top_interpreter();
   const auto level = interp.level();
-  const auto n = op.schema().arguments().size();
+  const auto& schema = op.schema();
+  const auto n = schema.arguments().size();
+  substitute_promoted(interp, *stack, n, &op);  // NOTE [In-place writes into fresh tensors]
   if (!any_batched_at(*stack, n, level)) {
+    const auto inputs = storage_keys(*stack, n);
     continue_below(op, stack);
+    record_fresh_outputs(interp, schema, *stack, inputs);
     return;
   }
   Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
   torch::jit::drop(*stack, n);
+  const at::Tensor promoted_self = promote_written_self(interp, call);
   const bool checked = checks_one_example(op, call.args);
   if (checked) {
     check_one_example(op, call.args);
@@ -113,6 +119,8 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
       outs = rule(call);
     }
     push_outputs(stack, outs, level);
+    // An in-place op returns self, which the level now reads batched.
+    if (promoted_self.defined() && is_inplace(schema)) (*stack)[stack->size() - outs.size()] = promoted_self;
   } catch (const c10::Error&) {
     // The rule's error speaks of the physical (batched) tensors; an example the op
     // refuses on its own gets the op's own error instead (NOTE [Rules check what the
