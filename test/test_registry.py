@@ -92,7 +92,8 @@ KNOWN = {
     "aten::bernoulli": "random",
     "aten::addmm_": "in-place-of",
     "aten::nonzero": "refused",  # data-dependent
-    "aten::mm.out": "refused",  # out=: no loop
+    "aten::mm.out": "out-of",  # out=: mm, copied into out
+    "aten::where.self_out": "out-of",
     "aten::histc": "physical",
     "aten::_pdist_forward": "loop",
     "aten::_prelu_kernel": "physical",  # untagged, broadcasts like a pointwise op

@@ -201,6 +201,27 @@ def test_recurrent_modules_per_sample_gradients():
                 torch.testing.assert_close(got[k][i], expected[k])
 
 
+def out_ops_into_fresh_tensors(v):
+    # NOTE [out= ops through their functional form]: mm.out, amax.out and index_select.out
+    # have no rule of their own; mul.out is pointwise.
+    w = torch.linspace(-1.0, 1.0, 6, dtype=v.dtype).reshape(3, 2)
+    prod = torch.empty(2, 2, dtype=v.dtype)
+    torch.mm(torch.stack([v, v * 2]), w, out=prod)
+    peak = torch.empty(2, 1, dtype=v.dtype)
+    torch.amax(prod, 1, True, out=peak)
+    picked = torch.empty(2, dtype=v.dtype)
+    torch.index_select(v, 0, torch.tensor([2, 0]), out=picked)
+    scaled = torch.empty(2, 2, dtype=v.dtype)
+    torch.mul(prod, picked, out=scaled)
+    return scaled - peak
+
+
+def test_out_ops_write_into_fresh_tensors():
+    torch.testing.assert_close(torchfunc.vmap(out_ops_into_fresh_tensors)(X), _loop(out_ops_into_fresh_tensors, X))
+    # Autograd refuses out= ops on tensors that require grad, in eager mode as under grad.
+    assert torchfunc.explain("aten::mm.out").kind == "out-of"
+
+
 class TestMessages(expecttest.TestCase):
     def test_metadata_change_after_the_write(self):
         def func(v):
@@ -213,6 +234,16 @@ class TestMessages(expecttest.TestCase):
             torchfunc.vmap(func)(X)
         self.assertExpectedInline(str(ctx.exception), """vmap: aten::unsqueeze_ would change the shape or strides in place of a tensor that became batched when batched data was written into it. Use the out-of-place version of the op (e.g. `t = t.unsqueeze(0)` instead of `t.unsqueeze_(0)`).""")
         assert _C.current_level() is None
+
+    def test_out_tensor_of_the_wrong_shape(self):
+        def func(v):
+            out = _zeros(2)
+            torch.mm(v.reshape(1, 3), v.reshape(3, 1), out=out)
+            return out
+
+        with self.assertRaises(RuntimeError) as ctx:
+            torchfunc.vmap(func)(X)
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::mm.out writes a result of shape [1, 1] into an out= tensor of shape [2], which vmap cannot resize. Allocate the out= tensor with the result's shape.""")
 
     def test_captured_tensor_still_raises(self):
         captured = _zeros(3)

@@ -25,7 +25,6 @@ VMAP_XFAILS = Table(
     xfail("equal", reason="data-dependent: aten::equal needs the value of a batched tensor"),
     xfail("histogramdd", reason="vmap: aten::_histogramdd_bin_edges has no batching rule, and the per-example fallback cannot run it because it"),
     xfail("item", reason="data-dependent: aten::item needs the value of a batched tensor"),
-    xfail("linalg.matrix_rank", reason="vmap: aten::sum.IntList_out has no batching rule, and the per-example fallback cannot run it because it return"),
     xfail("masked_select", reason="data-dependent: aten::masked_select needs the value of a batched tensor"),
     xfail("native_batch_norm", reason="training mode with unbatched running stats: one update per example is refused, as torch.func does"),
     xfail("native_group_norm", reason="the loop reference is wrong: torch's CPU native_group_norm reads a non-contiguous weight (sliced along dim 1) as if contiguous; torchfunc gives the contiguous-weight result"),

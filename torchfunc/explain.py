@@ -21,7 +21,7 @@ from ._engine import _C
 
 __all__ = ["Explanation", "explain", "KINDS"]
 
-KINDS = ("physical", "decomposition", "random", "in-place-of", "python", "loop", "refused")
+KINDS = ("physical", "decomposition", "random", "in-place-of", "out-of", "python", "loop", "refused")
 
 
 class Explanation(NamedTuple):

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -74,6 +75,50 @@ std::optional<c10::OperatorHandle> functional_form(const c10::OperatorHandle& op
     if (args[i].name() != fargs[i].name() || *args[i].type() != *fargs[i].type()) return std::nullopt;
   }
   return functional;
+}
+
+// NOTE [out= ops through their functional form]
+// An out= op without a rule (mm.out, amax.out, index_select.out, ...) runs the overload
+// of the same name that takes the same arguments less the written ones, on the logical
+// tensors, and copies each result into its out tensor, as the in-place ops do. An out
+// tensor the function created is batched by then (NOTE [In-place writes into fresh
+// tensors]); one captured from outside with a batched result raises. Unlike eager
+// out=, a wrong-shaped out tensor is not resized: under vmap it raises.
+std::optional<c10::OperatorHandle> out_functional_form(const c10::OperatorHandle& op) {
+  const auto& schema = op.schema();
+  if (is_inplace(schema) || !writes_arguments(schema) || op.hasTag(at::Tag::inplace_view)) return std::nullopt;
+  std::vector<const c10::Argument*> inputs;
+  size_t written = 0;
+  for (const auto& arg : schema.arguments()) {
+    if (arg.alias_info() != nullptr && arg.alias_info()->isWrite()) {
+      if (arg.type()->kind() != c10::TypeKind::TensorType) return std::nullopt;
+      ++written;
+    } else {
+      inputs.push_back(&arg);
+    }
+  }
+  if (schema.returns().size() != written) return std::nullopt;
+  static const auto overloads = [] {
+    std::unordered_map<std::string, std::vector<std::string>> by_name;
+    for (const auto& name : c10::Dispatcher::singleton().getAllOpNames()) {
+      by_name[name.name].push_back(name.overload_name);
+    }
+    return by_name;
+  }();
+  const auto it = overloads.find(schema.name());
+  if (it == overloads.end()) return std::nullopt;
+  for (const auto& overload : it->second) {
+    auto candidate = c10::Dispatcher::singleton().findOp({schema.name(), overload});
+    if (!candidate || overload == schema.overload_name()) continue;
+    const auto& cs = candidate->schema();
+    if (cs.returns().size() != written || cs.arguments().size() != inputs.size() || cs.is_mutable()) continue;
+    bool same = true;
+    for (size_t i = 0; i < inputs.size() && same; ++i) {
+      same = cs.arguments()[i].name() == inputs[i]->name() && *cs.arguments()[i].type() == *inputs[i]->type();
+    }
+    if (same) return candidate;
+  }
+  return std::nullopt;
 }
 
 std::optional<std::string> loop_refusal(const c10::OperatorHandle& op) {
@@ -166,6 +211,35 @@ Outs inplace_through_functional(Call& call) {
   return {{call.args[0], std::nullopt}};
 }
 
+Outs out_through_functional(Call& call) {
+  const auto functional = *out_functional_form(call.op);
+  const auto& args = call.schema().arguments();
+  torch::jit::Stack stack;
+  std::vector<at::Tensor> outs;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].alias_info() != nullptr && args[i].alias_info()->isWrite()) {
+      outs.push_back(call.args[i].toTensor());
+    } else {
+      stack.push_back(call.args[i]);
+    }
+  }
+  functional.callBoxed(stack);
+  Outs results;
+  for (size_t r = 0; r < outs.size(); ++r) {
+    const auto& result = stack[r].toTensor();
+    auto& out = outs[r];
+    TORCH_CHECK(batched_at(out, call.level) || !batched_at(result, call.level), errors::inplace_on_unbatched(call.name()));
+    TORCH_CHECK(out.sizes() == result.sizes(), "vmap: ", call.name(), " writes a result of shape ", result.sizes(),
+                " into an out= tensor of shape ", out.sizes(), ", which vmap cannot resize. Allocate the out= "
+                "tensor with the result's shape.");
+    TORCH_CHECK(c10::canCast(result.scalar_type(), out.scalar_type()), "result type ", result.scalar_type(),
+                " can't be cast to the desired output type ", out.scalar_type());
+    out.copy_(result);
+    results.push_back({out, std::nullopt});
+  }
+  return results;
+}
+
 void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   substitute_promoted(top_interpreter(), *stack, op.schema().arguments().size(), &op);
   if (is_composite_implicit(op)) {
@@ -178,6 +252,8 @@ void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     run_rule(op, stack, &decompose_rule, RuleKind::Logical);
   } else if (functional_form(op).has_value()) {
     run_rule(op, stack, &inplace_through_functional, RuleKind::Logical);
+  } else if (out_functional_form(op).has_value()) {
+    run_rule(op, stack, &out_through_functional, RuleKind::Logical);
   } else {
     run_rule(op, stack, &loop_rule, RuleKind::Logical);
   }

@@ -16,6 +16,9 @@ void register_batched_fallback(torch::Library& lib);
 // The functional form an in-place op without a rule runs through (NOTE [In-place ops
 // through their functional form]), if it has one.
 std::optional<c10::OperatorHandle> functional_form(const c10::OperatorHandle& op);
+// The functional overload an out= op without a rule runs through (NOTE [out= ops
+// through their functional form]), if it has one.
+std::optional<c10::OperatorHandle> out_functional_form(const c10::OperatorHandle& op);
 // The arguments of example `b`: tensors batched at `level` are sliced (physical values).
 torch::jit::Stack slice_example(const torch::jit::Stack& args, int64_t level, int64_t b);
 // Why the per-example loop cannot run op, if it cannot.

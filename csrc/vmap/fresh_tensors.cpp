@@ -155,13 +155,11 @@ void record_fresh_outputs(const Interpreter& level, const c10::FunctionSchema& s
   fresh.storages.insert(outputs.begin(), outputs.end());
 }
 
-at::Tensor promote_written_self(const Interpreter& level, Call& call) {
-  const auto& args = call.schema().arguments();
-  if (args.empty() || args[0].alias_info() == nullptr || !args[0].alias_info()->isWrite() ||
-      call.op.hasTag(at::Tag::inplace_view) || !call.args[0].isTensor()) {
-    return {};
-  }
-  const at::Tensor self = call.args[0].toTensor();
+namespace {
+
+// Promotes argument i if it is a plain fresh tensor; returns the original, or undefined.
+at::Tensor promote_argument(const Interpreter& level, Call& call, size_t i) {
+  const at::Tensor self = call.args[i].toTensor();
   const void* key = storage_key(self);
   if (key == nullptr) return {};
   const at::Tensor& plain = *under_grad_tensors(self);
@@ -190,8 +188,37 @@ at::Tensor promote_written_self(const Interpreter& level, Call& call) {
     fresh.promoted.emplace(key, promoted);
     fresh.any_promoted.store(true, std::memory_order_release);
   }
-  call.args[0] = buffer_view(level, promoted, self, /*processing=*/true);
+  call.args[i] = buffer_view(level, promoted, self, /*processing=*/true);
   return self;
+}
+
+} // namespace
+
+Promotions promote_written_arguments(const Interpreter& level, Call& call) {
+  Promotions promoted;
+  if (call.op.hasTag(at::Tag::inplace_view)) return promoted;
+  const auto& args = call.schema().arguments();
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto* alias = args[i].alias_info();
+    if (alias == nullptr || !alias->isWrite() || !call.args[i].isTensor() ||
+        batched_at(call.args[i].toTensor(), call.level)) {
+      continue;
+    }
+    if (auto original = promote_argument(level, call, i); original.defined()) promoted.push_back({i, original});
+  }
+  return promoted;
+}
+
+void return_promoted(const c10::FunctionSchema& schema, const Promotions& promoted, torch::jit::Stack& stack) {
+  const auto& returns = schema.returns();
+  const size_t first = stack.size() - returns.size();
+  for (size_t r = 0; r < returns.size(); ++r) {
+    const auto* alias = returns[r].alias_info();
+    if (alias == nullptr) continue;
+    for (const auto& [i, original] : promoted) {
+      if (schema.arguments()[i].alias_info()->beforeSets() == alias->beforeSets()) stack[first + r] = original;
+    }
+  }
 }
 
 at::Tensor read_at_level(const Interpreter& level, const at::Tensor& t) {

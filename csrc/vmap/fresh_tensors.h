@@ -12,15 +12,16 @@
 // storage or one allocated after it while the level was live, so the set never
 // mistakes a captured storage for a fresh one.
 //
-// Promotion happens where a batching rule meets an in-place op (or a write like
-// index_put_) whose self is plain and fresh while another argument is batched:
+// Promotion happens where a batching rule meets an op that writes into an argument
+// (self of an in-place op, out= tensors) that is plain and fresh while another
+// argument is batched:
 // the level copies the whole storage, N elements, into a buffer [B, N], one row per
 // example, and remembers storage -> buffer. From then on every plain tensor at the
 // level that uses that storage (self, its base, any view of it, taken before or
 // after) enters each op as the BatchedTensor whose value is the buffer viewed with
 // the tensor's own sizes, strides and offset, plus a leading batch stride N. So the
-// write lands in every example and all aliases see it; an in-place op still returns
-// self. vmap's output step reads a returned tensor the same way. The buffer is made
+// write lands in every example and all aliases see it; the op still returns the
+// tensor it wrote. vmap's output step reads a returned tensor the same way. The buffer is made
 // with ops one level down, so a lower vmap level can promote it in its turn.
 //
 // Under grad levels below this one (grad(vmap(f))) a fresh tensor is a GradTensor of a
@@ -52,9 +53,12 @@ using StorageKeys = c10::SmallVector<const void*, 4>;
 StorageKeys storage_keys(const torch::jit::Stack& stack, size_t n);
 void record_fresh_outputs(const Interpreter& level, const c10::FunctionSchema& schema, const torch::jit::Stack& stack,
                           const StorageKeys& inputs);
-// Promotes a plain fresh self written with batched data (call.args[0] becomes the
-// batched view); returns the original self, or an undefined tensor if nothing was promoted.
-at::Tensor promote_written_self(const Interpreter& level, Call& call);
+// Promotes the written arguments (self of an in-place op, out= tensors) that are plain
+// and fresh: each becomes the batched view in call.args. Returns (index, original).
+using Promotions = c10::SmallVector<std::pair<size_t, at::Tensor>, 1>;
+Promotions promote_written_arguments(const Interpreter& level, Call& call);
+// An op returns the tensors it wrote: the originals, which the level now reads batched.
+void return_promoted(const c10::FunctionSchema& schema, const Promotions& promoted, torch::jit::Stack& stack);
 // The tensor as the level reads it: batched if its storage was promoted (vmap's outputs).
 at::Tensor read_at_level(const Interpreter& level, const at::Tensor& t);
 

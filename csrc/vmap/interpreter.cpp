@@ -104,7 +104,7 @@ void random_different(const Interpreter& self, const c10::OperatorHandle& op, to
       // A tensor the function created takes a batch dimension for its draws
       // (NOTE [In-place writes into fresh tensors]).
       Call call{op, level, batch_size, torch::jit::last(*stack, n).vec()};
-      TORCH_CHECK(promote_written_self(self, call).defined(), errors::random_inplace_unbatched(name));
+      TORCH_CHECK(!promote_written_arguments(self, call).empty(), errors::random_inplace_unbatched(name));
       (*stack)[first] = call.args[0];
     }
     map_tensors(*stack, n, [&](const at::Tensor& t) {

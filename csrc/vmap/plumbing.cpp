@@ -99,7 +99,7 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
   }
   Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};
   torch::jit::drop(*stack, n);
-  const at::Tensor promoted_self = promote_written_self(interp, call);
+  const auto promoted = promote_written_arguments(interp, call);
   const bool checked = checks_one_example(op, call.args);
   if (checked) {
     check_one_example(op, call.args);
@@ -119,8 +119,7 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
       outs = rule(call);
     }
     push_outputs(stack, outs, level);
-    // An in-place op returns self, which the level now reads batched.
-    if (promoted_self.defined() && is_inplace(schema)) (*stack)[stack->size() - outs.size()] = promoted_self;
+    if (!promoted.empty()) return_promoted(schema, promoted, *stack);
   } catch (const c10::Error&) {
     // The rule's error speaks of the physical (batched) tensors; an example the op
     // refuses on its own gets the op's own error instead (NOTE [Rules check what the

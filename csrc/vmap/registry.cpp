@@ -65,6 +65,11 @@ OpRecord explain_op(const c10::OperatorHandle& op) {
             "an in-place op without a rule: its functional form " +
                 full_name(functional->schema().operator_name()) + " runs, and the result is copied into self"};
   }
+  if (auto functional = out_functional_form(op)) {
+    return {name, "out-of", "vmap/fallback.cpp (out_through_functional)",
+            "an out= op without a rule: its functional form " + full_name(functional->schema().operator_name()) +
+                " runs, and each result is copied into its out tensor"};
+  }
   if (auto refusal = loop_refusal(op)) {
     return {name, "refused", "vmap/fallback.cpp (loop_rule)",
             "no rule, and the per-example loop cannot run it: " + *refusal};
