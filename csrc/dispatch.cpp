@@ -42,6 +42,8 @@ bool torch_keeps_functorch_out(const torch::jit::Stack& stack, size_t n) {
   return !any_tensor(stack, n, [&](const at::Tensor& t) { return t.defined() && t.key_set().has_any(wrapped); });
 }
 
+} // namespace
+
 void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   sync_with_parent_thread();
   TORCH_CHECK(!c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode),
@@ -60,6 +62,8 @@ void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   top.processed_op = &op.schema();
   top.process(op, stack);
 }
+
+namespace {
 
 // NOTE [Meta replays stay where they are issued]
 // Some kernels replay an op on meta tensors for shape checks only, with the Python

@@ -4,6 +4,7 @@
 
 #include "../autodiff/grad_tensor.h"
 #include "../dispatch.h"
+#include "../front_decompositions.h"
 #include "../keys.h"
 #include "../stack.h"
 #include "../vmap/batched_tensor.h"
@@ -48,10 +49,12 @@ size_t install() {
   auto grad = make_library(torch::Library::IMPL, "_", kGradKey);
   auto batched = make_library(torch::Library::IMPL, "_", kBatchedKey);
   auto rules = make_library(torch::Library::IMPL, "aten", kBatchedKey);
+  auto front_decompositions = make_library(torch::Library::IMPL, "aten", kFrontKey);
   register_fallbacks(*front, *back, *grad);
+  register_front_decompositions(*front_decompositions);
   register_batched_fallback(*batched);
   const auto count = register_rules(*rules);
-  for (auto* lib : {&front, &back, &grad, &batched, &rules}) {
+  for (auto* lib : {&front, &back, &grad, &batched, &rules, &front_decompositions}) {
     libraries().push_back(std::move(*lib));
   }
   return count;

@@ -14,8 +14,8 @@ Outs data_dependent_rule(Call& call) {
 }
 
 // NOTE [Data-dependent values that every example shares]
-// .item(), bool(tensor) (is_nonzero), torch.equal and torch.allclose return a Python
-// value, one per example. When every example gives the same value, the loop that vmap
+// .item(), bool(tensor) (is_nonzero), torch.equal, torch.allclose and
+// _nested_tensor_from_mask_left_aligned return a Python value, one per example. When every example gives the same value, the loop that vmap
 // stands for takes the same branch (or uses the same number) for each example, so
 // that value is the answer: checks like `if (var < 0).any(): raise` work under vmap
 // (torch.func refuses them all). When the examples differ, the data-dependent error
@@ -53,7 +53,9 @@ Outs has_same_storage_numel_rule(Call& call) {
 void add_dynamic_rules(std::vector<RuleEntry>& t) {
   t.push_back({"is_same_size", &is_same_size_rule, RuleKind::Logical});
   t.push_back({"_has_same_storage_numel", &has_same_storage_numel_rule, RuleKind::Logical});
-  for (const char* op : {"_local_scalar_dense", "is_nonzero", "equal", "allclose", "item"}) {
+  // _nested_tensor_from_mask_left_aligned: TransformerEncoder's fast-path check on its mask.
+  for (const char* op : {"_local_scalar_dense", "is_nonzero", "equal", "allclose", "item",
+                         "_nested_tensor_from_mask_left_aligned"}) {
     t.push_back({op, &uniform_scalar_rule});
   }
   for (const char* op : {"nonzero", "nonzero_static",

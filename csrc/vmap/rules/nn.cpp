@@ -1,6 +1,6 @@
 // Neural-network ops: convolution (forward and backward), pooling and other ops
 // with a leading batch dim N, constant padding and pixel shuffle, embedding, layer
-// and group norm.
+// and group norm, packed sequences.
 //
 // NOTE [Batching through N and through groups]
 // Ops with their own batch dim N take our batch dim by folding it into N
@@ -239,6 +239,41 @@ Outs value_selecting_reduction_backward_rule(Call& call) {
   return {{zero_dim ? out.squeeze(1) : out, 0}};
 }
 
+// NOTE [Packed sequences]
+// A packed sequence's data holds the rows (t, n) with n < batch_sizes[t] of the padded
+// [T, N, *] input (or [N, T, *]), in order; the trailing dims ride along untouched. So
+// the batch dim goes right after the first two: padded [T, N, B, *] packs to data
+// [sum, B, *] with the same batch_sizes, and unpacks back. Lengths that differ per
+// example would give each example its own batch_sizes: those calls loop.
+Outs pack_padded_sequence_rule(Call& call) {
+  if (call.tensor("lengths").second.has_value()) return loop_rule(call);
+  auto [input, bdim] = call.tensor("input");
+  auto args = call.args;
+  args[call.index("input")] = axis::bdim_to_front(input, bdim).movedim(0, 2);
+  auto results = call.call_below(std::move(args));
+  return {{results[0], 1}, {results[1], std::nullopt}};
+}
+
+Outs pack_padded_sequence_backward_rule(Call& call) {
+  if (call.tensor("batch_sizes").second.has_value()) return loop_rule(call);
+  auto [grad, bdim] = call.tensor("grad");
+  auto input_size = call.arg("input_size").toDimVector();
+  input_size.insert(input_size.begin() + 2, call.batch_size);
+  auto args = call.args;
+  args[call.index("grad")] = axis::bdim_to_front(grad, bdim).movedim(0, 1);
+  args[call.index("input_size")] = c10::IValue(c10::IntArrayRef(input_size));
+  return {{call.call_below(std::move(args))[0], 2}};
+}
+
+Outs pad_packed_sequence_rule(Call& call) {
+  if (call.tensor("batch_sizes").second.has_value()) return loop_rule(call);
+  auto [data, bdim] = call.tensor("data");
+  auto args = call.args;
+  args[call.index("data")] = axis::bdim_to_front(data, bdim).movedim(0, 1);
+  auto results = call.call_below(std::move(args));
+  return {{results[0], 2}, {results[1], std::nullopt}};
+}
+
 } // namespace
 
 void add_nn_rules(std::vector<RuleEntry>& t) {
@@ -269,6 +304,12 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
     t.push_back({op, &fold_into_n_rule});
   }
   t.push_back({"channel_shuffle", &channel_shuffle_rule, RuleKind::Physical, nullptr, {"self"}});
+  t.push_back({"_pack_padded_sequence", &pack_padded_sequence_rule, RuleKind::Physical, "with batched lengths",
+               {"input", "lengths"}});
+  t.push_back({"_pack_padded_sequence_backward", &pack_padded_sequence_backward_rule, RuleKind::Physical,
+               "with batched batch_sizes", {"grad", "input_size", "batch_sizes"}});
+  t.push_back({"_pad_packed_sequence", &pad_packed_sequence_rule, RuleKind::Physical, "with batched batch_sizes",
+               {"data", "batch_sizes"}});
   // Batch-native: any leading dims are batch dims (the generic dim rule).
   for (const char* op : {"constant_pad_nd", "pixel_shuffle", "pixel_unshuffle"}) {
     t.push_back({op, &dim_rule});
