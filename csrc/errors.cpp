@@ -93,18 +93,28 @@ std::string promoted_metadata_change(const std::string& op_name) {
          "instead of `t.unsqueeze_(0)`).";
 }
 
-std::string inplace_on_unbatched(const std::string& op_name) {
-  // After torch.func's text (which says "vmap:" already) ours starts with the op.
-  const std::string ours = op_name + " writes in place into a tensor that is not batched, using a value that "
+namespace {
+std::string captured_text(const std::string& op_name) {
+  return op_name + " writes in place into a tensor that is not batched, using a value that "
          "is batched: the result would need a batch dimension the tensor does not have. The tensor comes from "
          "outside the vmapped function (only tensors the function creates itself take a batch dimension when "
          "batched data is written into them). Use the out-of-place version of the op, or write into a copy "
          "made inside the function (e.g. `t = t.clone()`).";
+}
+} // namespace
+
+std::string out_into_unbatched(const std::string& op_name) {
+  return with_torch_func_text("Batching rule not implemented for " + op_name +
+                              "; the fallback path doesn't work on out= or view ops.", captured_text(op_name));
+}
+
+std::string inplace_on_unbatched(const std::string& op_name) {
+  // After torch.func's text (which says "vmap:" already) ours starts with the op.
+  const std::string ours = captured_text(op_name);
   const std::string base = without_overload(op_name);
   const std::string overload = overload_of(op_name);
   if (overload == "out" || (overload.size() > 4 && overload.substr(overload.size() - 4) == "_out")) {
-    return with_torch_func_text("Batching rule not implemented for " + op_name +
-                                "; the fallback path doesn't work on out= or view ops.", ours);
+    return out_into_unbatched(op_name);
   }
   // torch.func's rules for these name the op "inplace arithmetic".
   if (is_one_of(op_name, {"aten::sub_.Tensor", "aten::mul_.Tensor", "aten::div_.Tensor", "aten::div_.Tensor_mode",

@@ -15,6 +15,8 @@ std::string dead_batched_tensor(const std::string& op_name);
 std::string no_stack_on_thread();
 std::string mixed_with_torch_func(const std::string& op_name);
 std::string inplace_on_unbatched(const std::string& op_name);
+// The same for the out tensor of an out= op (any overload name: out, values, grad_input, ...).
+std::string out_into_unbatched(const std::string& op_name);
 // An in-place metadata change (unsqueeze_, resize_, set_) of a tensor that became batched
 // when batched data was written into it (NOTE [In-place writes into fresh tensors]).
 std::string promoted_metadata_change(const std::string& op_name);

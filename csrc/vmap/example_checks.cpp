@@ -42,7 +42,10 @@ constexpr const char* kCheckedOps[] = {
     "linalg_cross", "linalg_pinv.atol_rtol_tensor", "linalg_pinv.atol_rtol_float", "as_strided_scatter",
     "renorm", "renorm_", "huber_loss", "smooth_l1_loss", "soft_margin_loss", "histc", "searchsorted.Tensor",
     "searchsorted.Scalar", "bucketize.Tensor", "channel_shuffle", "linspace.Tensor_Tensor", "logspace.Tensor_Tensor",
-    "multi_margin_loss", "multi_margin_loss_backward"};
+    "multi_margin_loss", "multi_margin_loss_backward", "multilabel_margin_loss_forward",
+    "multilabel_margin_loss_backward", "fractional_max_pool2d", "fractional_max_pool3d",
+    "fractional_max_pool2d_backward", "fractional_max_pool3d_backward", "col2im", "unfold_backward",
+    "_cdist_backward"};
 
 // Products checked only when the examples' ranks (self, other) are not these.
 struct RankedOp {

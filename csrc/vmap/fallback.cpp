@@ -228,7 +228,7 @@ Outs out_through_functional(Call& call) {
   for (size_t r = 0; r < outs.size(); ++r) {
     const auto& result = stack[r].toTensor();
     auto& out = outs[r];
-    TORCH_CHECK(batched_at(out, call.level) || !batched_at(result, call.level), errors::inplace_on_unbatched(call.name()));
+    TORCH_CHECK(batched_at(out, call.level) || !batched_at(result, call.level), errors::out_into_unbatched(call.name()));
     TORCH_CHECK(out.sizes() == result.sizes(), "vmap: ", call.name(), " writes a result of shape ", result.sizes(),
                 " into an out= tensor of shape ", out.sizes(), ", which vmap cannot resize. Allocate the out= "
                 "tensor with the result's shape.");

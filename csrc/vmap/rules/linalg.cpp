@@ -104,6 +104,25 @@ Outs cdist_forward_rule(Call& call) {
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
+// _cdist_backward wants x1, x2, grad and cdist with the same batch dims: all four are
+// expanded to the batch dims of the result (grad's).
+Outs cdist_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  const auto& grad_logical = call.arg("grad").toTensor();
+  c10::DimVector batch(grad_logical.sizes().begin(), grad_logical.sizes().end() - 2);
+  batch.insert(batch.begin(), B);
+  auto args = call.args;
+  for (const char* name : {"grad", "x1", "x2", "cdist"}) {
+    const auto i = call.index(name);
+    auto [value, bdim] = call.tensor(i);
+    auto v = axis::pad_to_rank(axis::materialize(value, bdim, B), grad_logical.dim());
+    c10::DimVector shape(batch);
+    shape.append(v.sizes().end() - 2, v.sizes().end());
+    args[i] = v.expand(shape).contiguous();
+  }
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
 // atol and rtol broadcast against the batch dims of the input (all but the last two).
 Outs pinv_rule(Call& call) {
   const auto self = call.index("self");
@@ -191,6 +210,7 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
   t.push_back({"linalg_matrix_exp", &matrix_exp_rule});
   t.push_back({"_cdist_forward", &cdist_forward_rule, RuleKind::Physical, nullptr, {"x1", "x2"}});
   t.push_back({"_euclidean_dist", &cdist_forward_rule, RuleKind::Physical, nullptr, {"x1", "x2"}});
+  t.push_back({"_cdist_backward", &cdist_backward_rule, RuleKind::Physical, nullptr, {"grad", "x1", "x2", "cdist"}});
   t.push_back({"linalg_pinv.atol_rtol_tensor", &pinv_rule, RuleKind::Physical, nullptr, {"self", "atol", "rtol"}});
   t.push_back({"block_diag", &block_diag_rule, RuleKind::Physical, nullptr, {"tensors"}});
   t.push_back({"_trilinear", &trilinear_rule, RuleKind::Physical, nullptr,

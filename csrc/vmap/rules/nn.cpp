@@ -1,6 +1,6 @@
 // Neural-network ops: convolution (forward and backward), pooling and other ops
 // with a leading batch dim N, constant padding and pixel shuffle, embedding, layer
-// and group norm, packed sequences.
+// and group norm, packed sequences, and the backward ops of these.
 //
 // NOTE [Batching through N and through groups]
 // Ops with their own batch dim N take our batch dim by folding it into N
@@ -42,9 +42,128 @@ Outs fold_into_n_rule(Call& call) {
   Outs outs;
   for (auto& r : results) {
     const auto& t = r.toTensor();
+    if (!t.defined()) {  // masked out by output_mask (grid_sampler backward)
+      outs.push_back({t, std::nullopt});
+      continue;
+    }
     outs.push_back({fold ? axis::unfold_from(t, 0, call.batch_size) : t, 0});
   }
   return outs;
+}
+
+// upsample_*_backward: grad_output folds into N, and input_size, which names N, grows by B.
+Outs upsample_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [grad, bdim] = call.tensor("grad_output");
+  auto input_size = call.arg("input_size").toDimVector();
+  input_size[0] *= B;
+  auto args = call.args;
+  args[call.index("grad_output")] = axis::fold_into(axis::bdim_to_front(grad, bdim), 0).contiguous();
+  args[call.index("input_size")] = c10::IValue(c10::IntArrayRef(input_size));
+  return {{axis::unfold_from(call.call_below(std::move(args))[0].toTensor(), 0, B), 0}};
+}
+
+// col2im takes [N, C*k, L] or, unbatched, [C*k, L].
+Outs col2im_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [self, bdim] = call.tensor("self");
+  const bool has_n = call.arg("self").toTensor().dim() == 3;
+  auto args = call.args;
+  auto front = axis::bdim_to_front(self, bdim);
+  args[call.index("self")] = has_n ? axis::fold_into(front, 0) : front;
+  auto result = call.call_below(std::move(args))[0].toTensor();
+  return {{has_n ? axis::unfold_from(result, 0, B) : result, 0}};
+}
+
+// fractional_max_pool{2,3}d and their backward: like fold_into_n_rule, except that
+// random_samples ([N, C, k], or [1, C, k] for an unbatched-form input) always folds.
+Outs fractional_max_pool_rule(Call& call) {
+  const auto B = call.batch_size;
+  const bool fold = call.arg("self").toTensor().dim() == spatial_dims(call.name()) + 2;
+  const auto& schema_args = call.schema().arguments();
+  torch::jit::Stack physical = call.args;
+  for (size_t i = 0; i < physical.size(); ++i) {
+    if (!physical[i].isTensor()) continue;
+    auto [value, bdim] = call.tensor(i);
+    auto v = axis::materialize(value, bdim, B);
+    physical[i] = (fold || schema_args[i].name() == "random_samples" ? axis::fold_into(v, 0) : v).contiguous();
+  }
+  Outs outs;
+  for (auto& r : call.call_below(std::move(physical))) {
+    outs.push_back({fold ? axis::unfold_from(r.toTensor(), 0, B) : r.toTensor(), 0});
+  }
+  return outs;
+}
+
+// multilabel_margin_loss over [N, C] examples folds the batch into N and runs with
+// reduction='none'; each example's N losses are then reduced as asked. A [C] example is
+// one sample, so the batch is N; a 0-dim example is a [1] one.
+at::Tensor multilabel_operand(Call& call, const char* name, int64_t rank) {
+  auto [value, bdim] = call.tensor(name);
+  auto v = axis::materialize(value, bdim, call.batch_size);
+  if (rank == 0) v = v.unsqueeze(1);
+  return (rank == 2 ? axis::fold_into(v, 0) : v).contiguous();
+}
+
+Outs multilabel_margin_loss_forward_rule(Call& call) {
+  const auto B = call.batch_size;
+  const int64_t rank = call.arg("self").toTensor().dim();
+  auto prepare = [&](const char* name) { return multilabel_operand(call, name, rank); };
+  auto args = call.args;
+  args[call.index("self")] = prepare("self");
+  args[call.index("target")] = prepare("target");
+  args[call.index("reduction")] = static_cast<int64_t>(at::Reduction::None);
+  auto results = call.call_below(std::move(args));
+  auto output = results[0].toTensor();
+  auto is_target = results[1].toTensor();
+  if (rank == 2) {
+    output = axis::unfold_from(output, 0, B);
+    is_target = axis::unfold_from(is_target, 0, B);
+    const auto reduction = call.arg("reduction").toInt();
+    if (reduction == at::Reduction::Mean) output = output.mean(1);
+    if (reduction == at::Reduction::Sum) output = output.sum(1);
+  }
+  if (rank == 0) is_target = is_target.squeeze(1);
+  return {{output, 0}, {is_target, 0}};
+}
+
+Outs multilabel_margin_loss_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  const auto& logical_self = call.arg("self").toTensor();
+  const int64_t rank = logical_self.dim();
+  auto prepare = [&](const char* name) { return multilabel_operand(call, name, rank); };
+  auto [grad, grad_bdim] = call.tensor("grad_output");
+  auto g = axis::materialize(grad, grad_bdim, B);
+  if (rank == 2) {
+    const auto n = logical_self.size(0);
+    const auto reduction = call.arg("reduction").toInt();
+    if (reduction != at::Reduction::None) g = g.reshape({B, 1}).expand({B, n});
+    if (reduction == at::Reduction::Mean) g = g / static_cast<double>(n);
+    g = g.reshape({B * n});
+  }
+  auto args = call.args;
+  args[call.index("grad_output")] = g.contiguous();
+  args[call.index("self")] = prepare("self");
+  args[call.index("target")] = prepare("target");
+  args[call.index("is_target")] = prepare("is_target");
+  args[call.index("reduction")] = static_cast<int64_t>(at::Reduction::None);
+  auto result = call.call_below(std::move(args))[0].toTensor();
+  if (rank == 0) result = result.squeeze(1);
+  return {{rank == 2 ? axis::unfold_from(result, 0, B) : result, 0}};
+}
+
+// unfold_backward: the batch dim in front of grad_in and of input_sizes, dim shifted.
+Outs unfold_backward_rule(Call& call) {
+  auto sizes = call.arg("input_sizes").toDimVector();
+  if (sizes.empty()) return loop_rule(call);
+  const int64_t dim = c10::maybe_wrap_dim(call.arg("dim").toInt(), static_cast<int64_t>(sizes.size()));
+  sizes.insert(sizes.begin(), call.batch_size);
+  auto [grad, bdim] = call.tensor("grad_in");
+  auto args = call.args;
+  args[call.index("grad_in")] = axis::materialize(grad, bdim, call.batch_size);
+  args[call.index("input_sizes")] = c10::IValue(c10::IntArrayRef(sizes));
+  args[call.index("dim")] = dim + 1;
+  return {{call.call_below(std::move(args))[0], 0}};
 }
 
 // [B, N, C, ...] -> [N, B*C, ...] and back.
@@ -300,10 +419,29 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
                          "reflection_pad1d_backward", "reflection_pad2d_backward", "reflection_pad3d_backward",
                          "replication_pad1d_backward", "replication_pad2d_backward", "replication_pad3d_backward",
                          "im2col", "grid_sampler_2d", "grid_sampler_3d", "_upsample_bilinear2d_aa",
-                         "max_unpool2d", "max_unpool3d"}) {
+                         "max_unpool2d", "max_unpool3d", "_upsample_bicubic2d_aa", "grid_sampler_2d_backward",
+                         "grid_sampler_3d_backward"}) {
     t.push_back({op, &fold_into_n_rule});
   }
   t.push_back({"channel_shuffle", &channel_shuffle_rule, RuleKind::Physical, nullptr, {"self"}});
+  for (const char* op : {"upsample_nearest1d_backward", "upsample_nearest2d_backward", "upsample_nearest3d_backward",
+                         "_upsample_nearest_exact1d_backward", "_upsample_nearest_exact2d_backward",
+                         "_upsample_nearest_exact3d_backward", "upsample_linear1d_backward",
+                         "upsample_bilinear2d_backward", "upsample_bicubic2d_backward", "upsample_trilinear3d_backward",
+                         "_upsample_bilinear2d_aa_backward", "_upsample_bicubic2d_aa_backward"}) {
+    t.push_back({op, &upsample_backward_rule, RuleKind::Physical, nullptr, {"grad_output", "input_size"}});
+  }
+  t.push_back({"col2im", &col2im_rule, RuleKind::Physical, nullptr, {"self"}});
+  for (const char* op : {"fractional_max_pool2d", "fractional_max_pool3d", "fractional_max_pool2d_backward",
+                         "fractional_max_pool3d_backward"}) {
+    t.push_back({op, &fractional_max_pool_rule, RuleKind::Physical, nullptr, {"self"}});
+  }
+  t.push_back({"multilabel_margin_loss_forward", &multilabel_margin_loss_forward_rule, RuleKind::Physical,
+               nullptr, {"self", "target", "reduction"}});
+  t.push_back({"multilabel_margin_loss_backward", &multilabel_margin_loss_backward_rule, RuleKind::Physical,
+               nullptr, {"grad_output", "self", "target", "reduction", "is_target"}});
+  t.push_back({"unfold_backward", &unfold_backward_rule, RuleKind::Physical, "with 0-dim examples",
+               {"grad_in", "input_sizes", "dim"}});
   t.push_back({"_pack_padded_sequence", &pack_padded_sequence_rule, RuleKind::Physical, "with batched lengths",
                {"input", "lengths"}});
   t.push_back({"_pack_padded_sequence_backward", &pack_padded_sequence_backward_rule, RuleKind::Physical,

@@ -199,7 +199,7 @@ void add_pointwise_rules(std::vector<RuleEntry>& t) {
                          "floor_divide", "hardswish", "alias_copy", "complex", "polar", "isnan", "isinf", "isfinite", "sign", "nan_to_num", "bitwise_not",
                          "logical_not", "abs", "neg", "reciprocal", "sqrt", "rsqrt", "exp", "log",
                          "softshrink_backward", "hardshrink_backward", "fill.Scalar",
-                         "_prelu_kernel", "_prelu_kernel_backward"}) {
+                         "_prelu_kernel", "_prelu_kernel_backward", "rrelu_with_noise_backward"}) {
     t.push_back({op, &pointwise_rule});
   }
 }

@@ -1,0 +1,73 @@
+"""Per-example gradients through the backward ops of N-batched nn ops (rules/nn.cpp,
+linalg.cpp, pointwise.cpp): upsampling, grid_sample, col2im (F.fold's and F.unfold's
+backward), Tensor.unfold, cdist, fractional max pooling, multilabel_margin_loss and rrelu.
+Each runs with the per-example fallback disabled and matches the loop of torch.func.grad
+over the examples."""
+import pytest
+import torch
+import torch.func
+import torch.nn.functional as F
+
+import torchfunc
+from torchfunc._engine import _C
+
+torch.manual_seed(0)
+X2 = torch.randn(3, 2, 3, 5, 6, dtype=torch.float64)  # examples [N=2, C=3, H=5, W=6]
+X1 = torch.randn(3, 2, 3, 7, dtype=torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _no_fallback():
+    _C.set_fallback_enabled(False)
+    yield
+    _C.set_fallback_enabled(True)
+
+
+CASES = {
+    "interpolate_nearest_1d": (lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), X1),
+    "interpolate_nearest_exact_2d": (lambda x: F.interpolate(x, size=(7, 4), mode="nearest-exact"), X2),
+    "interpolate_linear": (lambda x: F.interpolate(x, size=11, mode="linear", align_corners=True), X1),
+    "interpolate_bilinear": (lambda x: F.interpolate(x, scale_factor=1.5, mode="bilinear"), X2),
+    "interpolate_bicubic": (lambda x: F.interpolate(x, size=(8, 9), mode="bicubic"), X2),
+    "interpolate_bilinear_antialias": (lambda x: F.interpolate(x, size=(3, 4), mode="bilinear", antialias=True), X2),
+    "interpolate_trilinear": (lambda x: F.interpolate(x.unsqueeze(2).expand(-1, -1, 2, -1, -1), size=(3, 4, 5),
+                                                      mode="trilinear"), X2),
+    "grid_sample": (lambda x: F.grid_sample(x, torch.linspace(-1, 1, 2 * 4 * 4 * 2, dtype=x.dtype).reshape(2, 4, 4, 2),
+                                            align_corners=False), X2),
+    "fold_unfold": (lambda x: F.fold(F.unfold(x, kernel_size=2), output_size=(5, 6), kernel_size=2), X2),
+    "tensor_unfold": (lambda x: x.unfold(-1, 3, 2), X2),
+    "cdist": (lambda x: torch.cdist(x[0, 0], x[1, 1]), X2),
+    "fractional_max_pool2d": (lambda x: F.fractional_max_pool2d(
+        x, 2, output_size=(3, 3), _random_samples=torch.full((2, 3, 2), 0.3, dtype=x.dtype)), X2),
+    "multilabel_margin_loss_mean": (lambda x: F.multilabel_margin_loss(
+        x[:, 0, 0], torch.tensor([[3, 0, -1, 1, 2, 4], [5, -1, 0, 0, 0, 0]])), X2),
+    "multilabel_margin_loss_sum_1d": (lambda x: F.multilabel_margin_loss(
+        x[0, 0, 0], torch.tensor([1, 2, -1, 0, 0, 0]), reduction="sum"), X2),
+    "multilabel_margin_loss_none": (lambda x: F.multilabel_margin_loss(
+        x[:, 0, 0], torch.tensor([[3, 0, -1, 1, 2, 4], [5, -1, 0, 0, 0, 0]]), reduction="none"), X2),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_per_example_gradients(name):
+    func, x = CASES[name]
+    weights = torch.linspace(0.5, 1.5, func(x[0]).numel(), dtype=x.dtype).reshape(func(x[0]).shape)
+
+    def loss(example):
+        return (func(example) * weights).sum()
+
+    torch.testing.assert_close(torchfunc.vmap(func)(x), torch.stack([func(e) for e in x]))
+    expected = torch.stack([torch.func.grad(loss)(e) for e in x])
+    torch.testing.assert_close(torchfunc.vmap(torchfunc.grad(loss))(x), expected)
+    torch.testing.assert_close(torchfunc.jacrev(loss)(x[0]), expected[0])
+
+
+def test_rrelu_in_training_mode():
+    x = X1[:, 0]
+    # rrelu draws its slopes: one draw per example, checked against its own noise.
+    out = torchfunc.vmap(lambda e: F.rrelu(e, training=True), randomness="different")(x)
+    slopes = out[x < 0] / x[x < 0]
+    assert ((slopes >= 1 / 8) & (slopes <= 1 / 3)).all()
+    grads = torchfunc.vmap(torchfunc.grad(lambda e: F.rrelu(e, training=True).sum()), randomness="different")(x)
+    torch.testing.assert_close(grads[x > 0], torch.ones_like(grads[x > 0]))
+    assert ((grads[x < 0] >= 1 / 8) & (grads[x < 0] <= 1 / 3)).all()
