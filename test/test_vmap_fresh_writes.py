@@ -2,6 +2,8 @@
 (NOTE [In-place writes into fresh tensors]): torch.func raises on every one of these;
 torchfunc gives such a tensor a batch dimension and matches the per-example loop.
 Writes into tensors captured from outside still raise (test_errors_parity.py)."""
+import warnings
+
 import expecttest
 import pytest
 import torch
@@ -220,6 +222,21 @@ def test_out_ops_write_into_fresh_tensors():
     torch.testing.assert_close(torchfunc.vmap(out_ops_into_fresh_tensors)(X), _loop(out_ops_into_fresh_tensors, X))
     # Autograd refuses out= ops on tensors that require grad, in eager mode as under grad.
     assert torchfunc.explain("aten::mm.out").kind == "out-of"
+
+
+def test_unbatched_inputs_written_into_a_batched_out_tensor():
+    # The pointwise kernel alone would resize the physical out to one example's shape.
+    w = torch.linspace(-1.0, 1.0, 3, dtype=torch.float64)
+
+    def func(v):
+        buf = _zeros(3)
+        buf.copy_(v)
+        torch.mul(w, w, out=buf)
+        return buf + v
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "An output ... was resized"
+        torch.testing.assert_close(torchfunc.vmap(func)(X), _loop(func, X))
 
 
 class TestMessages(expecttest.TestCase):

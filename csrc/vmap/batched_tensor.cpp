@@ -67,10 +67,10 @@ c10::SymIntArrayRef BatchedTensorImpl::sym_strides_custom() const { return sym_s
 int64_t BatchedTensorImpl::dim_custom() const { return dim_default(); }
 int64_t BatchedTensorImpl::numel_custom() const { return numel_default(); }
 c10::SymInt BatchedTensorImpl::sym_numel_custom() const { return numel_default(); }
+// Contiguity in any memory format is the logical (per-example) tensor's, from the flags
+// refresh_metadata computes off the logical sizes and strides. (torch.func raises for
+// anything but the default format; max_unpool2d's backward asks for channels_last.)
 c10::SymBool BatchedTensorImpl::sym_is_contiguous_custom(at::MemoryFormat memory_format) const {
-  TORCH_CHECK(memory_format == at::MemoryFormat::Contiguous,
-      "vmap: is_contiguous(memory_format=", memory_format, ") is not supported on a BatchedTensor; "
-      "only the default contiguous format can be queried.");
   return is_contiguous_default(memory_format);
 }
 const char* BatchedTensorImpl::tensorimpl_type_name() const { return "torchfunc.BatchedTensorImpl"; }

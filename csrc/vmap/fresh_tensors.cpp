@@ -197,13 +197,21 @@ at::Tensor promote_argument(const Interpreter& level, Call& call, size_t i) {
 Promotions promote_written_arguments(const Interpreter& level, Call& call) {
   Promotions promoted;
   if (call.op.hasTag(at::Tag::inplace_view)) return promoted;
-  const auto& args = call.schema().arguments();
+  const auto& schema = call.schema();
+  const auto& args = schema.arguments();
   for (size_t i = 0; i < args.size(); ++i) {
     const auto* alias = args[i].alias_info();
     if (alias == nullptr || !alias->isWrite() || !call.args[i].isTensor() ||
         batched_at(call.args[i].toTensor(), call.level)) {
       continue;
     }
+    // Only what the op returns (self, out=): a side buffer it updates, like batch norm's
+    // running stats, keeps its own rule.
+    bool returned = false;
+    for (const auto& ret : schema.returns()) {
+      returned |= ret.alias_info() != nullptr && ret.alias_info()->beforeSets() == alias->beforeSets();
+    }
+    if (!returned) continue;
     if (auto original = promote_argument(level, call, i); original.defined()) promoted.push_back({i, original});
   }
   return promoted;

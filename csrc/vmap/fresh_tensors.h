@@ -12,9 +12,10 @@
 // storage or one allocated after it while the level was live, so the set never
 // mistakes a captured storage for a fresh one.
 //
-// Promotion happens where a batching rule meets an op that writes into an argument
-// (self of an in-place op, out= tensors) that is plain and fresh while another
-// argument is batched:
+// Promotion happens where a batching rule meets an op that writes into an argument it
+// returns (self of an in-place op, out= tensors) that is plain and fresh while another
+// argument is batched (batch norm's running stats are not returned: NOTE [Shared running
+// stats take one update per example, in order]):
 // the level copies the whole storage, N elements, into a buffer [B, N], one row per
 // example, and remembers storage -> buffer. From then on every plain tensor at the
 // level that uses that storage (self, its base, any view of it, taken before or

@@ -3,6 +3,7 @@
 // same way. Functional, in-place and out= forms share the rule.
 #include "../../errors.h"
 #include "../axis.h"
+#include "../fallback.h"
 #include "../rule.h"
 #include "../../op_traits.h"
 
@@ -59,11 +60,53 @@ std::optional<at::ScalarType> logical_promotion(const Call& call) {
 
 } // namespace
 
+// An out= form whose out tensor is batched but whose inputs are not: the kernel would
+// compute the per-example shape and resize the physical out to it. Compute the result
+// once and broadcast it into every example.
+Outs out_of_unbatched_inputs(Call& call) {
+  const auto functional = out_functional_form(call.op);
+  TORCH_CHECK(functional.has_value(), errors::out_into_unbatched(call.name()));
+  const auto& sargs = call.schema().arguments();
+  torch::jit::Stack inputs;
+  std::vector<size_t> outs;
+  for (size_t i = 0; i < sargs.size(); ++i) {
+    const bool written = sargs[i].alias_info() != nullptr && sargs[i].alias_info()->isWrite();
+    if (written) {
+      outs.push_back(i);
+    } else {
+      inputs.push_back(call.args[i]);
+    }
+  }
+  functional->callBoxed(inputs);
+  Outs written;
+  for (size_t r = 0; r < outs.size(); ++r) {
+    const auto& result = inputs[r].toTensor();
+    const auto& logical_out = call.args[outs[r]].toTensor();
+    TORCH_CHECK(logical_out.sizes() == result.sizes(), "vmap: ", call.name(), " writes a result of shape ",
+                result.sizes(), " into an out= tensor of shape ", logical_out.sizes(),
+                ", which vmap cannot resize. Allocate the out= tensor with the result's shape.");
+    TORCH_CHECK(c10::canCast(result.scalar_type(), logical_out.scalar_type()), "result type ", result.scalar_type(),
+                " can't be cast to the desired output type ", logical_out.scalar_type());
+    auto [value, bdim] = call.tensor(outs[r]);
+    axis::bdim_to_front(value, bdim).copy_(result);
+    written.push_back({call.args[outs[r]], std::nullopt});
+  }
+  return written;
+}
+
 Outs pointwise_rule(Call& call) {
   const auto& schema = call.schema();
   const auto name = call.name();
   const bool inplace = is_inplace(schema);
   const auto& sargs = schema.arguments();
+  if (!inplace && writes_arguments(schema)) {
+    bool batched_input = false;
+    for (size_t i = 0; i < call.args.size(); ++i) {
+      const bool written = sargs[i].alias_info() != nullptr && sargs[i].alias_info()->isWrite();
+      batched_input |= !written && is_tensor_like(call.args[i]) && call.tensor(i).second.has_value();
+    }
+    if (!batched_input) return out_of_unbatched_inputs(call);
+  }
   int64_t rank = 0;
   for (size_t i = 0; i < call.args.size(); ++i) {
     if (is_tensor_like(call.args[i]) && call.args[i].toTensor().defined()) {
