@@ -95,7 +95,8 @@ KNOWN = {
     "aten::mm.out": "out-of",  # out=: mm, copied into out
     "aten::where.self_out": "out-of",
     "aten::histc": "physical",
-    "aten::_pdist_forward": "loop",
+    "aten::segment_reduce": "loop",
+    "aten::_pdist_forward": "physical",
     "aten::_prelu_kernel": "physical",  # untagged, broadcasts like a pointwise op
 }
 
@@ -115,9 +116,9 @@ def _fallback_off(fn, *args):
 
 def test_a_loop_op_loops_and_a_rule_op_does_not():
     x = torch.randn(3, 4)
-    assert torchfunc.explain("aten::_pdist_forward").kind == "loop"
+    assert torchfunc.explain("aten::segment_reduce").kind == "loop"
     with pytest.raises(RuntimeError, match="per-example fallback is disabled"):
-        _fallback_off(torchfunc.vmap(lambda t: torch.nn.functional.pdist(t.view(2, 2))), x)
+        _fallback_off(torchfunc.vmap(lambda t: torch.segment_reduce(t, "sum", lengths=torch.tensor([1, 3]))), x)
     before = _C.fallback_count()
     _fallback_off(torchfunc.vmap(torch.sin), x)
     _fallback_off(torchfunc.vmap(lambda t: t.abs_()), x.clone())
@@ -179,4 +180,4 @@ def test_docs_family_table_lists_the_registry_files():
 
 class TestMessages(expecttest.TestCase):
     def test_str(self):
-        self.assertExpectedInline(str(torchfunc.explain("aten::_pdist_forward")), """aten::_pdist_forward: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")
+        self.assertExpectedInline(str(torchfunc.explain("aten::segment_reduce")), """aten::segment_reduce: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")

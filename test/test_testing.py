@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torchfunc.testing import assert_per_sample_grads, assert_vmap_matches_loop
 
 X = torch.linspace(-1.0, 1.0, 12).reshape(4, 3)
-PDIST = lambda t: F.pdist(t.view(1, 3))  # noqa: E731 - an op that loops (aten::_pdist_forward)
+SEGMENT_SUM = lambda t: torch.segment_reduce(t, "sum", lengths=torch.tensor([1, 2]))  # noqa: E731 - an op that loops
 
 
 def test_vmap_check_passes_and_returns_the_result():
@@ -31,9 +31,9 @@ def test_vmap_check_fails_on_a_mismatch():
 
 
 def test_vmap_check_names_the_op_that_looped():
-    with pytest.raises(AssertionError, match=r"ran aten::_pdist_forward through the per-example fallback"):
-        assert_vmap_matches_loop(PDIST, X)
-    assert_vmap_matches_loop(PDIST, X, allow_loop=True)
+    with pytest.raises(AssertionError, match=r"ran aten::segment_reduce through the per-example fallback"):
+        assert_vmap_matches_loop(SEGMENT_SUM, X)
+    assert_vmap_matches_loop(SEGMENT_SUM, X, allow_loop=True)
 
 
 def test_vmap_check_reports_what_vmap_raised():
@@ -88,19 +88,19 @@ class _Decoder(torch.nn.Module):
         return self.layer(x, x.flip(1))
 
 
-class _Pdist(torch.nn.Module):  # pdist's forward and backward loop
+class _SegmentSum(torch.nn.Module):  # segment_reduce's forward and backward loop
     def __init__(self):
         super().__init__()
         self.linear = torch.nn.Linear(3, 4)
 
     def forward(self, x):
-        return F.pdist(self.linear(x).reshape(2, 2))
+        return torch.segment_reduce(self.linear(x).reshape(-1), "sum", lengths=torch.tensor([1, 3]))
 
 
 def test_per_sample_grads_names_the_ops_that_looped():
-    with pytest.raises(AssertionError, match=r"ran aten::_pdist_forward, aten::_pdist_backward"):
-        assert_per_sample_grads(_Pdist(), lambda out: out.sum(), X)
-    assert_per_sample_grads(_Pdist(), lambda out: out.sum(), X, allow_loop=True)
+    with pytest.raises(AssertionError, match=r"ran aten::segment_reduce, aten::_segment_reduce_backward"):
+        assert_per_sample_grads(_SegmentSum(), lambda out: out.pow(2).sum(), X)
+    assert_per_sample_grads(_SegmentSum(), lambda out: out.pow(2).sum(), X, allow_loop=True)
 
 
 def test_per_sample_grads_of_prelu_take_no_loop():
@@ -110,5 +110,5 @@ def test_per_sample_grads_of_prelu_take_no_loop():
 class TestMessages(expecttest.TestCase):
     def test_looped(self):
         with self.assertRaises(AssertionError) as ctx:
-            assert_vmap_matches_loop(PDIST, X)
-        self.assertExpectedInline(str(ctx.exception), """vmap(<lambda>) ran aten::_pdist_forward through the per-example fallback (no batching rule: slow). torchfunc.explain(op) says why; pass allow_loop=True to accept it.""")
+            assert_vmap_matches_loop(SEGMENT_SUM, X)
+        self.assertExpectedInline(str(ctx.exception), """vmap(<lambda>) ran aten::segment_reduce through the per-example fallback (no batching rule: slow). torchfunc.explain(op) says why; pass allow_loop=True to accept it.""")

@@ -71,3 +71,14 @@ def test_rrelu_in_training_mode():
     grads = torchfunc.vmap(torchfunc.grad(lambda e: F.rrelu(e, training=True).sum()), randomness="different")(x)
     torch.testing.assert_close(grads[x > 0], torch.ones_like(grads[x > 0]))
     assert ((grads[x < 0] >= 1 / 8) & (grads[x < 0] <= 1 / 3)).all()
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, float("inf")])
+def test_pdist(p):
+    # NOTE [pdist as pairs of rows]: a repeated row gives a zero distance.
+    x = torch.randn(3, 5, 4, dtype=torch.float64)
+    x[:, 3] = x[:, 1]
+    f = lambda a: F.pdist(a, p)  # noqa: E731
+    torch.testing.assert_close(torchfunc.vmap(f)(x), torch.stack([f(a) for a in x]))
+    torch.testing.assert_close(torchfunc.vmap(torchfunc.jacrev(f))(x),
+                               torch.stack([torch.autograd.functional.jacobian(f, a) for a in x]))

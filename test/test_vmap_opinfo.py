@@ -62,7 +62,6 @@ VMAP_HAS_BATCH_RULE_XFAILS = Table(
     xfail("index_put", reason="aten::index_put loops with batched indices (its rule batches self and values only)"),
     xfail("isin", reason="aten::isin.Tensor_Tensor loops with batched test_elements (its rule batches elements only)"),
     xfail("linalg.ldl_solve", reason="no batching rule for aten::linalg_ldl_solve: only the per-example fallback runs it"),
-    xfail("nn.functional.pdist", reason="no batching rule for aten::_pdist_forward: only the per-example fallback runs it"),
     xfail("to_sparse", reason="no batching rule for aten::_to_sparse: only the per-example fallback runs it"),
     base=[VMAP_XFAILS])
 VMAP_INPLACE_HAS_BATCH_RULE_XFAILS = Table(

@@ -6,6 +6,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 namespace torchfunc {
 namespace {
 
@@ -123,6 +125,57 @@ Outs cdist_backward_rule(Call& call) {
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
+// NOTE [pdist as pairs of rows]
+// pdist of [N, M] examples is the p-norm of x[i] - x[j] over the pairs i < j, in
+// triu_indices order: for [B, N, M] that is one gather of the pairs and one
+// vector_norm. Its backward scatters each pair's gradient g * d|x_i - x_j|_p / dx_i
+// into row i and its negative into row j, with the kernel's cases: p = 0 gives 0, p = 1
+// sign, p = 2 diff / dist, p = inf sign where |diff| is the max, else
+// sign |diff|^(p-1) / dist^(p-1); a zero distance (or a zero diff when p < 1) gives 0.
+std::pair<at::Tensor, at::Tensor> pdist_pairs(int64_t n, const at::TensorOptions& options) {
+  auto pairs = at::triu_indices(n, n, 1, options.dtype(at::kLong));
+  return {pairs[0], pairs[1]};
+}
+
+Outs pdist_forward_rule(Call& call) {
+  auto [self, bdim] = call.tensor("self");
+  auto x = axis::bdim_to_front(self, bdim);
+  if (x.dim() != 3) return loop_rule(call);  // the op's own error
+  auto [i, j] = pdist_pairs(x.size(1), x.options());
+  const double p = call.arg("p").toDouble();
+  auto diff = x.index_select(1, i) - x.index_select(1, j);
+  return {{at::linalg_vector_norm(diff, p, {-1}), 0}};
+}
+
+Outs pdist_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [self, bdim] = call.tensor("self");
+  auto x = axis::materialize(self, bdim, B);
+  auto [grad, grad_bdim] = call.tensor("grad");
+  auto [dist, dist_bdim] = call.tensor("pdist");
+  auto g = axis::materialize(grad, grad_bdim, B).unsqueeze(-1);
+  auto d = axis::materialize(dist, dist_bdim, B).unsqueeze(-1);
+  auto [i, j] = pdist_pairs(x.size(1), x.options());
+  const double p = call.arg("p").toDouble();
+  auto diff = x.index_select(1, i) - x.index_select(1, j);
+  at::Tensor coef;
+  if (p == 0.0) {
+    coef = at::zeros_like(diff);
+  } else if (p == 1.0) {
+    coef = diff.sign();
+  } else if (p == 2.0) {
+    coef = diff / d;
+  } else if (std::isinf(p)) {
+    coef = diff.sign() * (diff.abs() == d);
+  } else {
+    coef = diff.sign() * diff.abs().pow(p - 1) / d.pow(p - 1);
+    if (p < 1.0) coef = coef.masked_fill(diff == 0, 0);
+  }
+  auto contrib = (g * coef).masked_fill(d == 0, 0);
+  auto out = at::zeros_like(x).index_add_(1, i, contrib).index_add_(1, j, contrib, -1);
+  return {{out, 0}};
+}
+
 // atol and rtol broadcast against the batch dims of the input (all but the last two).
 Outs pinv_rule(Call& call) {
   const auto self = call.index("self");
@@ -211,6 +264,8 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
   t.push_back({"_cdist_forward", &cdist_forward_rule, RuleKind::Physical, nullptr, {"x1", "x2"}});
   t.push_back({"_euclidean_dist", &cdist_forward_rule, RuleKind::Physical, nullptr, {"x1", "x2"}});
   t.push_back({"_cdist_backward", &cdist_backward_rule, RuleKind::Physical, nullptr, {"grad", "x1", "x2", "cdist"}});
+  t.push_back({"_pdist_forward", &pdist_forward_rule, RuleKind::Physical, nullptr, {"self", "p"}});
+  t.push_back({"_pdist_backward", &pdist_backward_rule, RuleKind::Physical, nullptr, {"grad", "self", "p", "pdist"}});
   t.push_back({"linalg_pinv.atol_rtol_tensor", &pinv_rule, RuleKind::Physical, nullptr, {"self", "atol", "rtol"}});
   t.push_back({"block_diag", &block_diag_rule, RuleKind::Physical, nullptr, {"tensors"}});
   t.push_back({"_trilinear", &trilinear_rule, RuleKind::Physical, nullptr,
