@@ -228,6 +228,8 @@ def _check_differentiable(context: str, args: tuple, argnums: int | tuple[int, .
         (argnums,) if isinstance(argnums, int) else argnums)
     noun = "primals" if argnums is None else "args"
     for i in selected:
+        if all(_differentiable(leaf) for leaf in tree_flatten(args[i])[0]):
+            continue  # the paths below are for the error messages only
         for path, leaf in named_leaves(args[i], f"{noun}[{i}]"):
             if not isinstance(leaf, torch.Tensor):
                 ours = (f"{context}: {path} is {kind_of(leaf)}, but only Tensors can be "
@@ -242,6 +244,10 @@ def _check_differentiable(context: str, args: tuple, argnums: int | tuple[int, .
                     f"{context}: {path} is a Tensor of dtype {leaf.dtype}, but only floating "
                     f"point and complex Tensors can be differentiated. Convert it "
                     f"(e.g. .float()), {hint}."))
+
+
+def _differentiable(leaf: Any) -> bool:
+    return isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex())
 
 
 def _split_aux(theirs: str | None, context: str, name: str, output: Any,
@@ -265,6 +271,8 @@ def _split_aux(theirs: str | None, context: str, name: str, output: Any,
 
 def _check_aux(context: str, name: str, aux: Any) -> None:
     """With has_aux, aux is Tensors (a pytree of them), as torch.func requires."""
+    if all(isinstance(leaf, torch.Tensor) for leaf in tree_flatten(aux)[0]):
+        return
     for path, leaf in named_leaves(aux, "aux"):
         if not isinstance(leaf, torch.Tensor):
             raise RuntimeError(with_torch_func_text(
@@ -290,6 +298,8 @@ def _check_vjp_outputs(context: str, name: str, output: Any, flat_output: list[A
         raise error(f"{_VJP}: Expected f to be a function that has non-empty output "
                     f"(got output = {flat_output})",
                     f"{name} returned {got}; it must return a Tensor or a pytree of Tensors.")
+    if all(_differentiable(out) for out in flat_output):
+        return  # the paths below are for the error messages only
     leaves = named_leaves(output, "output")
     for path, out in leaves:
         if not isinstance(out, torch.Tensor):
@@ -310,6 +320,9 @@ def _check_cotangents(context: str, name: str, cotangents: Any, flat_cotangents:
     this to torch.autograd.grad, which sees only the outputs that require grad (and
     numbers them among those): its text comes first for those; for the others torch.func
     ignores the cotangent, and we still refuse a wrong shape."""
+    if all(c is None or (isinstance(c, torch.Tensor) and c.shape == out.shape)
+           for c, out in zip(flat_cotangents, flat_output)):
+        return  # the paths below are for the error messages only
     paths = [path for path, _ in named_leaves(cotangents, "cotangents")]
     j = 0  # the output's index among those that require grad
     for path, cotangent, out in zip(paths, flat_cotangents, flat_output):

@@ -75,11 +75,11 @@ def jvp_with_context(context: str, name: str, func: Callable, primals: Any, tang
         flat_output, output_spec = tree_flatten(output)
         _check_jvp_outputs(context, name, output, flat_output)
         primal_outs, tangent_outs = [], []
-        for (path, _), out in zip(named_leaves(output, "output"), flat_output):
+        for i, out in enumerate(flat_output):
             primal, tangent = fwAD.unpack_dual(out)
             if tangent is None:
                 if strict:
-                    where = "the output" if len(flat_output) == 1 else path
+                    where = "the output" if len(flat_output) == 1 else named_leaves(output, "output")[i][0]
                     raise RuntimeError(with_torch_func_text(
                         "jvp(f, primals, tangents, strict=True): The output of f is independent "
                         "of the inputs. This is not allowed with strict=True.",
@@ -143,6 +143,9 @@ def _check_primals_and_tangents(context: str, primals: Any, tangents: Any) -> tu
             f"argument of the function), e.g. (x,) for one."))
     flat_primals, primals_spec = tree_flatten(primals)
     flat_tangents, tangents_spec = tree_flatten(tangents)
+    if flat_primals and primals_spec == tangents_spec and all(
+            _valid_pair(p, t) for p, t in zip(flat_primals, flat_tangents)):
+        return flat_primals, primals_spec  # the checks below name the culprit in their errors
     if primals_spec != tangents_spec:
         # torch.func goes on with "Got primals with structure TreeSpec(...)": in words here.
         raise RuntimeError(with_torch_func_text(
@@ -165,6 +168,14 @@ def _check_primals_and_tangents(context: str, primals: Any, tangents: Any) -> tu
     for (path, _), p, t in zip(paths, flat_primals, flat_tangents):
         _check_jvp_tangent(context, path, p, t)
     return flat_primals, primals_spec
+
+
+def _valid_pair(primal: Any, tangent: Any) -> bool:
+    return (isinstance(primal, torch.Tensor) and isinstance(tangent, torch.Tensor)
+            and (primal.is_floating_point() or primal.is_complex())
+            and (tangent.is_floating_point() or tangent.is_complex())
+            and primal.shape == tangent.shape and primal.device == tangent.device
+            and primal.dtype == tangent.dtype)
 
 
 def _check_jvp_tangent(context: str, path: str, primal: torch.Tensor,
@@ -221,6 +232,8 @@ def _check_jvp_outputs(context: str, name: str, output: Any, flat_output: list[A
             f"{_JVP}: Expected f to be a function that has non-empty output "
             f"(got output = {flat_output})",
             f"{context}: {name} returned {got}; it must return a Tensor or a pytree of Tensors."))
+    if all(isinstance(out, torch.Tensor) for out in flat_output):
+        return
     leaves = named_leaves(output, "output")
     for path, out in leaves:
         if not isinstance(out, torch.Tensor):

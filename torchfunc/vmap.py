@@ -135,8 +135,17 @@ def _flatten_inputs(func: Callable, in_dims: Any, args: tuple
             f"inputs, or you are trying to vmap over a function with no inputs. "
             f"The latter is unsupported.")
 
-    flat_args, args_spec = tree_flatten(args)
-    flat_in_dims = broadcast_prefix(in_dims, args_spec)
+    # NOTE [vmap's fast path for flat inputs and outputs]
+    # Positional Tensors with an int in_dims (or a flat tuple of ints and Nones), and a
+    # Tensor (or a flat tuple of Tensors) returned with an int out_dims, skip the pytree
+    # walk, which cost more than the whole rest of a small vmap call. Anything else, and
+    # every error, takes the general path below.
+    if _all_tensors(args) and _flat_dims(in_dims, len(args)):
+        flat_args, args_spec = list(args), _flat_spec(len(args))
+        flat_in_dims = [in_dims] * len(args) if type(in_dims) is int else list(in_dims)
+    else:
+        flat_args, args_spec = tree_flatten(args)
+        flat_in_dims = broadcast_prefix(in_dims, args_spec)
     if flat_in_dims is None:
         # torch.func goes on with "in_dims has structure TreeSpec(...)": in words here.
         raise ValueError(with_torch_func_text(
@@ -166,6 +175,27 @@ def _flatten_inputs(func: Callable, in_dims: Any, args: tuple
     return _batch_size(flat_in_dims, flat_args), flat_in_dims, flat_args, args_spec
 
 
+_FLAT_SPECS: dict[int, TreeSpec] = {}
+
+
+def _flat_spec(n: int) -> TreeSpec:
+    """The structure of a tuple of n leaves."""
+    spec = _FLAT_SPECS.get(n)
+    if spec is None:
+        spec = _FLAT_SPECS[n] = tree_flatten(tuple(range(n)))[1]
+    return spec
+
+
+def _all_tensors(values: Any) -> bool:
+    return type(values) is tuple and all(isinstance(v, torch.Tensor) for v in values)
+
+
+def _flat_dims(dims: Any, n: int) -> bool:
+    if type(dims) is int:
+        return True
+    return type(dims) is tuple and len(dims) == n and all(d is None or type(d) is int for d in dims)
+
+
 def _batch_size(flat_in_dims: list[int | None], flat_args: list[Any]) -> int:
     sizes = [arg.size(d) for d, arg in zip(flat_in_dims, flat_args) if d is not None]
     if not sizes:
@@ -180,6 +210,8 @@ def _batch_size(flat_in_dims: list[int | None], flat_args: list[Any]) -> int:
 # --- outputs ------------------------------------------------------------------------------
 
 def _check_out_dims(func: Callable, out_dims: Any) -> None:
+    if type(out_dims) is int:
+        return
     for out_dim in tree_leaves(out_dims):
         if out_dim is not None and not isinstance(out_dim, int):
             # torch.func formats out_dims with str() (out_dims='0' shows as 0).
@@ -208,6 +240,11 @@ def _flat_out_dims(func: Callable, outputs: Any, spec: TreeSpec, out_dims: Any
 
 def _unbatch(func: Callable, outputs: Any, out_dims: Any, level: int, batch_size: int) -> Any:
     """Each output as a plain tensor with the level's batch dim at its out_dim."""
+    if type(out_dims) is int:  # NOTE [vmap's fast path for flat inputs and outputs]
+        if isinstance(outputs, torch.Tensor) and -outputs.dim() - 1 <= out_dims <= outputs.dim():
+            return _C.remove_batch_dim(outputs, level, batch_size, out_dims % (outputs.dim() + 1))
+        if _all_tensors(outputs) and all(-o.dim() - 1 <= out_dims <= o.dim() for o in outputs):
+            return tuple(_C.remove_batch_dim(o, level, batch_size, out_dims % (o.dim() + 1)) for o in outputs)
     flat_outputs, spec = tree_flatten(outputs)
     flat_out_dims = _flat_out_dims(func, outputs, spec, out_dims)
     name = fn_name(func)
