@@ -21,7 +21,8 @@ at::Tensor materialize(const at::Tensor& value, BDim bdim, int64_t batch_size) {
   }
   c10::SmallVector<int64_t, 6> sizes{batch_size};
   sizes.append(value.sizes().begin(), value.sizes().end());
-  return value.unsqueeze(0).expand(sizes);
+  if (value.layout() != at::kStrided) return value.unsqueeze(0).expand(sizes);
+  return value.expand(sizes);  // expand adds the leading dim itself: one op
 }
 
 at::Tensor pad_to_rank(const at::Tensor& front_batched, int64_t rank) {
@@ -29,11 +30,15 @@ at::Tensor pad_to_rank(const at::Tensor& front_batched, int64_t rank) {
   if (current >= rank) {
     return front_batched;
   }
-  auto out = front_batched;
-  for (int64_t i = current; i < rank; ++i) {
-    out = out.unsqueeze(1);
+  if (front_batched.layout() != at::kStrided) {  // sparse values have no view
+    auto out = front_batched;
+    for (int64_t i = current; i < rank; ++i) out = out.unsqueeze(1);
+    return out;
   }
-  return out;
+  // One view inserting the size-1 dims (always viewable), not one unsqueeze per dim.
+  c10::SmallVector<int64_t, 8> sizes(front_batched.sizes().begin(), front_batched.sizes().end());
+  sizes.insert(sizes.begin() + 1, rank - current, 1);
+  return front_batched.view(sizes);
 }
 
 int64_t physical_dim(int64_t dim, int64_t rank) {
