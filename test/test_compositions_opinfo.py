@@ -31,10 +31,8 @@ JACREV_XFAILS = Table(
 # Ops that work but only through the slow per-example fallback. A failure with the
 # fallback is also one without it, so these tables extend the ones above.
 VMAPVJP_HAS_BATCH_RULE_XFAILS = Table(
-    xfail("__getitem__", reason="index_put with boolean masks or batched indices only loops"),
     base=[VMAPVJP_XFAILS])
 JACREV_HAS_BATCH_RULE_XFAILS = Table(
-    xfail("__getitem__", reason="index_put with boolean masks or batched indices only loops"),
     base=[JACREV_XFAILS])
 
 

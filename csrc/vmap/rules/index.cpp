@@ -111,9 +111,15 @@ Outs index_rule(Call& call) {
   return {{at::index(self, physical), 0}};
 }
 
-// self[indices] = values with unbatched integer indices that are adjacent: a None
-// in front keeps the batch dim, and batched values gain size-1 dims up to the rank
-// of the indexed region. Other cases loop.
+// self[indices] = values with unbatched integer indices: a None in front keeps the
+// batch dim, and batched values gain size-1 dims up to the rank of the indexed region.
+// Batched or boolean-batched indices loop.
+//
+// NOTE [Indexing puts separated indices first]
+// When indices are separated by a slice (x[:, i, :, j]), advanced indexing puts the
+// broadcast index dims first and the sliced dims after them, in order. Physically the
+// batch dim is the first sliced dim, so it sits right after the index dims: values
+// [B, *index, *sliced] become [*index, B, *sliced].
 Outs index_put_rule(Call& call) {
   // An unbatched boolean mask over k dims selects the same positions in every
   // example: its k lists of coordinates, as torch expands it.
@@ -138,9 +144,10 @@ Outs index_put_rule(Call& call) {
     positions.push_back(i);
     index_rank = std::max<int64_t>(index_rank, idx->dim());
   }
-  for (size_t k = 1; k < positions.size(); ++k) {
-    if (positions[k] != positions[k - 1] + 1) return loop_rule(call);
-  }
+  // Indices separated by a slice put the indexed dims first (NOTE [Indexing puts
+  // separated indices first]): the batch dim, a slice, then comes right after them.
+  bool adjacent = true;
+  for (size_t k = 1; k < positions.size(); ++k) adjacent &= positions[k] == positions[k - 1] + 1;
   const bool inplace = is_inplace(call.schema());
   auto [self, self_bdim] = call.tensor(0);
   TORCH_CHECK(!inplace || self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
@@ -153,7 +160,12 @@ Outs index_put_rule(Call& call) {
   auto args = call.args;
   args[0] = axis::materialize(self, self_bdim, call.batch_size);
   args[1] = physical_indices;
-  args[2] = values_bdim ? axis::pad_to_rank(axis::bdim_to_front(values, values_bdim), indexed_rank) : values;
+  if (adjacent) {
+    args[2] = values_bdim ? axis::pad_to_rank(axis::bdim_to_front(values, values_bdim), indexed_rank) : values;
+  } else {
+    auto front = values_bdim ? axis::bdim_to_front(values, values_bdim) : values.unsqueeze(0);
+    args[2] = axis::pad_to_rank(front, indexed_rank).movedim(0, index_rank);
+  }
   if (inplace) {
     call.call_below(std::move(args));
     return {{call.args[0], std::nullopt}};
@@ -418,7 +430,7 @@ void add_index_rules(std::vector<RuleEntry>& t) {
                "with batched indices that are not adjacent or do not start at the first indexed dim"});
   for (const char* op : {"index_put", "index_put_", "_index_put_impl_"}) {
     t.push_back({op, &index_put_rule, RuleKind::Physical,
-                 "with batched or boolean indices, or indices that are not adjacent"});
+                 "with batched or batched boolean indices"});
   }
   for (const char* op : {"index_add", "index_add_", "index_copy", "index_copy_", "index_fill.int_Scalar",
                          "index_fill_.int_Scalar", "index_fill.int_Tensor", "index_fill_.int_Tensor"}) {
