@@ -88,10 +88,10 @@ class TestMessages(expecttest.TestCase):
         _C.set_fallback_enabled(False)
         try:
             with self.assertRaises(RuntimeError) as ctx:
-                vmap(lambda t: torch.segment_reduce(t, "sum", lengths=torch.tensor([1, 3])))(torch.randn(3, 4))
+                vmap(lambda t: torch.nn.functional.affine_grid(t.reshape(1, 2, 3), (1, 1, 2, 2), align_corners=False))(torch.randn(3, 6))
         finally:
             _C.set_fallback_enabled(True)
-        self.assertExpectedInline(str(ctx.exception), """vmap: aten::segment_reduce has no batching rule and the per-example fallback is disabled (torchfunc._C.set_fallback_enabled(False)).""")
+        self.assertExpectedInline(str(ctx.exception), """vmap: aten::affine_grid_generator has no batching rule and the per-example fallback is disabled (torchfunc._C.set_fallback_enabled(False)).""")
 
     def test_captured_tensor_mutated_under_grad(self):
         captured = torch.zeros(3)
@@ -160,18 +160,18 @@ def test_masked_select_with_an_unbatched_mask_has_a_rule():
 
 
 def test_fallback_is_correct_counted_and_warns_only_when_asked():
-    x = torch.randn(3, 10)
-    expected = torch.stack([torch.segment_reduce(r, "sum", lengths=torch.tensor([4, 6])) for r in x])
+    x = torch.randn(3, 6)
+    expected = torch.stack([torch.nn.functional.affine_grid(r.reshape(1, 2, 3), (1, 1, 2, 2), align_corners=False) for r in x])
     before = _C.fallback_count()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = vmap(lambda t: torch.segment_reduce(t, "sum", lengths=torch.tensor([4, 6])))(x)
+        out = vmap(lambda t: torch.nn.functional.affine_grid(t.reshape(1, 2, 3), (1, 1, 2, 2), align_corners=False))(x)
     torch.testing.assert_close(out, expected)
     assert _C.fallback_count() == before + 1
     torchfunc.set_fallback_warning(True)
     try:
-        with pytest.warns(UserWarning, match="fallback.*aten::segment_reduce"):
-            vmap(lambda t: torch.segment_reduce(t, "sum", lengths=torch.tensor([4, 6])))(x)
+        with pytest.warns(UserWarning, match="fallback.*aten::affine_grid_generator"):
+            vmap(lambda t: torch.nn.functional.affine_grid(t.reshape(1, 2, 3), (1, 1, 2, 2), align_corners=False))(x)
     finally:
         torchfunc.set_fallback_warning(False)
 

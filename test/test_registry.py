@@ -95,7 +95,8 @@ KNOWN = {
     "aten::mm.out": "out-of",  # out=: mm, copied into out
     "aten::where.self_out": "out-of",
     "aten::histc": "physical",
-    "aten::segment_reduce": "loop",
+    "aten::affine_grid_generator": "loop",
+    "aten::segment_reduce": "physical",
     "aten::_pdist_forward": "physical",
     "aten::_prelu_kernel": "physical",  # untagged, broadcasts like a pointwise op
 }
@@ -115,10 +116,10 @@ def _fallback_off(fn, *args):
 
 
 def test_a_loop_op_loops_and_a_rule_op_does_not():
-    x = torch.randn(3, 4)
-    assert torchfunc.explain("aten::segment_reduce").kind == "loop"
+    x = torch.randn(3, 6)
+    assert torchfunc.explain("aten::affine_grid_generator").kind == "loop"
     with pytest.raises(RuntimeError, match="per-example fallback is disabled"):
-        _fallback_off(torchfunc.vmap(lambda t: torch.segment_reduce(t, "sum", lengths=torch.tensor([1, 3]))), x)
+        _fallback_off(torchfunc.vmap(lambda t: torch.nn.functional.affine_grid(t.reshape(1, 2, 3), (1, 1, 2, 2), align_corners=False)), x)
     before = _C.fallback_count()
     _fallback_off(torchfunc.vmap(torch.sin), x)
     _fallback_off(torchfunc.vmap(lambda t: t.abs_()), x.clone())
@@ -167,7 +168,9 @@ def test_xfail_reasons_agree_with_the_registry():
         for match in _LOOPS_WHEN.finditer(reason):
             assert "runs the per-example loop" in torchfunc.explain(match.group(1)).why, reason
             checked += 1
-    assert checked >= 10
+    # Not vacuous: the xfail tables still blame missing rules (9 reasons on torch 2.13);
+    # the tables only shrink, so this floor is lowered with them.
+    assert checked >= 5
 
 
 def test_docs_family_table_lists_the_registry_files():
@@ -180,4 +183,4 @@ def test_docs_family_table_lists_the_registry_files():
 
 class TestMessages(expecttest.TestCase):
     def test_str(self):
-        self.assertExpectedInline(str(torchfunc.explain("aten::segment_reduce")), """aten::segment_reduce: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")
+        self.assertExpectedInline(str(torchfunc.explain("aten::affine_grid_generator")), """aten::affine_grid_generator: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")

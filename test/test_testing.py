@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torchfunc.testing import assert_per_sample_grads, assert_vmap_matches_loop
 
 X = torch.linspace(-1.0, 1.0, 12).reshape(4, 3)
-SEGMENT_SUM = lambda t: torch.segment_reduce(t, "sum", lengths=torch.tensor([1, 2]))  # noqa: E731 - an op that loops
+AFFINE_GRID = lambda t: F.affine_grid(t.repeat(2).reshape(1, 2, 3), (1, 1, 2, 2), align_corners=False)  # noqa: E731 - loops
 
 
 def test_vmap_check_passes_and_returns_the_result():
@@ -31,9 +31,9 @@ def test_vmap_check_fails_on_a_mismatch():
 
 
 def test_vmap_check_names_the_op_that_looped():
-    with pytest.raises(AssertionError, match=r"ran aten::segment_reduce through the per-example fallback"):
-        assert_vmap_matches_loop(SEGMENT_SUM, X)
-    assert_vmap_matches_loop(SEGMENT_SUM, X, allow_loop=True)
+    with pytest.raises(AssertionError, match=r"ran aten::affine_grid_generator through the per-example fallback"):
+        assert_vmap_matches_loop(AFFINE_GRID, X)
+    assert_vmap_matches_loop(AFFINE_GRID, X, allow_loop=True)
 
 
 def test_vmap_check_reports_what_vmap_raised():
@@ -88,19 +88,19 @@ class _Decoder(torch.nn.Module):
         return self.layer(x, x.flip(1))
 
 
-class _SegmentSum(torch.nn.Module):  # segment_reduce's forward and backward loop
+class _AffineGrid(torch.nn.Module):  # affine_grid_generator loops
     def __init__(self):
         super().__init__()
-        self.linear = torch.nn.Linear(3, 4)
+        self.linear = torch.nn.Linear(3, 6)
 
     def forward(self, x):
-        return torch.segment_reduce(self.linear(x).reshape(-1), "sum", lengths=torch.tensor([1, 3]))
+        return F.affine_grid(self.linear(x).reshape(1, 2, 3), (1, 1, 2, 2), align_corners=False)
 
 
 def test_per_sample_grads_names_the_ops_that_looped():
-    with pytest.raises(AssertionError, match=r"ran aten::segment_reduce, aten::_segment_reduce_backward"):
-        assert_per_sample_grads(_SegmentSum(), lambda out: out.pow(2).sum(), X)
-    assert_per_sample_grads(_SegmentSum(), lambda out: out.pow(2).sum(), X, allow_loop=True)
+    with pytest.raises(AssertionError, match=r"ran aten::affine_grid_generator"):
+        assert_per_sample_grads(_AffineGrid(), lambda out: out.pow(2).sum(), X)
+    assert_per_sample_grads(_AffineGrid(), lambda out: out.pow(2).sum(), X, allow_loop=True)
 
 
 def test_per_sample_grads_of_prelu_take_no_loop():
@@ -110,5 +110,5 @@ def test_per_sample_grads_of_prelu_take_no_loop():
 class TestMessages(expecttest.TestCase):
     def test_looped(self):
         with self.assertRaises(AssertionError) as ctx:
-            assert_vmap_matches_loop(SEGMENT_SUM, X)
-        self.assertExpectedInline(str(ctx.exception), """vmap(<lambda>) ran aten::segment_reduce through the per-example fallback (no batching rule: slow). torchfunc.explain(op) says why; pass allow_loop=True to accept it.""")
+            assert_vmap_matches_loop(AFFINE_GRID, X)
+        self.assertExpectedInline(str(ctx.exception), """vmap(<lambda>) ran aten::affine_grid_generator through the per-example fallback (no batching rule: slow). torchfunc.explain(op) says why; pass allow_loop=True to accept it.""")

@@ -1,6 +1,7 @@
 """Per-example gradients through the backward ops of N-batched nn ops (rules/nn.cpp,
 linalg.cpp, pointwise.cpp): upsampling, grid_sample, col2im (F.fold's and F.unfold's
-backward), Tensor.unfold, cdist, fractional max pooling, multilabel_margin_loss and rrelu.
+backward), Tensor.unfold, cdist, fractional max pooling, multilabel_margin_loss and rrelu,
+and pdist and segment_reduce (linalg.cpp, dims.cpp).
 Each runs with the per-example fallback disabled and matches the loop of torch.func.grad
 over the examples."""
 import pytest
@@ -82,3 +83,19 @@ def test_pdist(p):
     torch.testing.assert_close(torchfunc.vmap(f)(x), torch.stack([f(a) for a in x]))
     torch.testing.assert_close(torchfunc.vmap(torchfunc.jacrev(f))(x),
                                torch.stack([torch.autograd.functional.jacobian(f, a) for a in x]))
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min", "prod"])
+@pytest.mark.parametrize("batched_lengths", [False, True], ids=["shared_segments", "per_example_segments"])
+def test_segment_reduce(reduce, batched_lengths):
+    # NOTE [Segments along one axis]
+    data = torch.randn(3, 6, 2, dtype=torch.float64)
+    lengths = torch.tensor([[1, 3, 2], [2, 2, 2], [0, 4, 2]]) if batched_lengths else torch.tensor([1, 3, 2])
+    in_dims = (0, 0) if batched_lengths else (0, None)
+    f = lambda d, n: torch.segment_reduce(d, reduce, lengths=n, axis=0, initial=0.0)  # noqa: E731
+    loop_lengths = lengths if batched_lengths else lengths.expand(3, 3)
+    torch.testing.assert_close(torchfunc.vmap(f, in_dims=in_dims)(data, lengths),
+                               torch.stack([f(d, n) for d, n in zip(data, loop_lengths)]))
+    loss = lambda d, n: (f(d, n) ** 2).sum()  # noqa: E731
+    torch.testing.assert_close(torchfunc.vmap(torchfunc.grad(loss), in_dims=in_dims)(data, lengths),
+                               torch.stack([torch.func.grad(loss)(d, n) for d, n in zip(data, loop_lengths)]))

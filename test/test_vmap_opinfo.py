@@ -53,8 +53,6 @@ VMAP_INPLACE_XFAILS = Table(
 # fallback is also one without it, so these tables extend the ones above.
 VMAP_HAS_BATCH_RULE_XFAILS = Table(
     xfail("_chunk_cat", reason="no batching rule for aten::_chunk_cat: only the per-example fallback runs it"),
-    xfail("_segment_reduce", "lengths", reason="no batching rule for aten::segment_reduce: only the per-example fallback runs it"),
-    xfail("_segment_reduce", "offsets", reason="no batching rule for aten::segment_reduce: only the per-example fallback runs it"),
     xfail("_unsafe_masked_index_put_accumulate", reason="it decomposes into aten::index_put, which loops with batched indices"),
     xfail("as_strided_copy", reason="no batching rule for aten::as_strided_copy: only the per-example fallback runs it"),
     xfail("hash_tensor", reason="no batching rule for aten::hash_tensor: only the per-example fallback runs it"),

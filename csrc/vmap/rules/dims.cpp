@@ -1,4 +1,5 @@
-// Ops that work along dims of their input: reductions, scans, softmax, sorting, FFTs.
+// Ops that work along dims of their input: reductions, scans, softmax, sorting, FFTs,
+// segment reductions.
 // One generic rule reads the schema: arguments named like dims are shifted past
 // the batch dim (moved to the front); for reductions, "no dim" means every
 // logical dim. Full reductions without a dim argument get one-line rules that
@@ -9,6 +10,8 @@
 #include "../rule.h"
 
 #include <ATen/ATen.h>
+
+#include <string_view>
 
 namespace torchfunc {
 namespace {
@@ -145,7 +148,51 @@ Outs argmin_rule(Call& call) { return arg_extremum(call, false); }
 Outs dim_rule(Call& call) { return shift_dims(call, /*none_means_all=*/false); }
 Outs gather_rule(Call& call) { return shift_dims(call, /*none_means_all=*/false, /*shape_from=*/2); }
 
+// NOTE [Segments along one axis]
+// segment_reduce reduces segments of `axis` (given by lengths or offsets) and keeps every
+// other dim. With the segments shared by all examples, the batch dim goes right after
+// axis: data [.., N, B, ..] reduces to [.., S, B, ..], and the backward's grad and output
+// take the same place. Segments that differ per example are the kernel's own batched
+// lengths (or offsets, one dim more than the examples' lengths, whose last dim is axis):
+// every tensor batched in front, axis + 1.
+Outs segment_reduce_rule(Call& call) {
+  bool batched_segments = false;
+  for (const char* name : {"lengths", "indices", "offsets"}) {
+    const auto i = call.schema().argumentIndexWithName(name);
+    if (!i.has_value()) continue;
+    const auto t = call.optional_tensor(*i);
+    if (!t.has_value() || !t->second.has_value()) continue;
+    if (std::string_view(name) == "indices") return loop_rule(call);
+    batched_segments = true;
+  }
+  const auto& logical = call.arg("data").toTensor();
+  const int64_t axis = c10::maybe_wrap_dim(call.arg("axis").toInt(), std::max<int64_t>(logical.dim(), 1));
+  if (batched_segments) {
+    auto args = call.args;
+    for (const char* name : {"data", "grad", "output", "lengths", "offsets"}) {
+      const auto i = call.schema().argumentIndexWithName(name);
+      if (!i.has_value() || !call.optional_tensor(*i).has_value()) continue;
+      auto [value, bdim] = *call.optional_tensor(*i);
+      args[*i] = axis::materialize(value, bdim, call.batch_size).contiguous();
+    }
+    args[call.index("axis")] = axis + 1;
+    return {{call.call_below(std::move(args))[0], 0}};
+  }
+  auto args = call.args;
+  for (const char* name : {"data", "grad", "output"}) {
+    const auto i = call.schema().argumentIndexWithName(name);
+    if (!i.has_value()) continue;
+    auto [value, bdim] = call.tensor(*i);
+    args[*i] = axis::materialize(value, bdim, call.batch_size).movedim(0, axis + 1).contiguous();
+  }
+  return {{call.call_below(std::move(args))[0], axis + 1}};
+}
+
 void add_dim_rules(std::vector<RuleEntry>& t) {
+  t.push_back({"segment_reduce", &segment_reduce_rule, RuleKind::Physical, "with batched indices",
+               {"data", "axis"}});
+  t.push_back({"_segment_reduce_backward", &segment_reduce_rule, RuleKind::Physical, nullptr,
+               {"grad", "output", "data", "axis"}});
   for (const char* op : {"sum.dim_IntList", "mean.dim", "nansum", "amax", "amin", "std.correction",
                          "var.correction", "std_mean.correction", "var_mean.correction", "logsumexp",
                          "linalg_vector_norm", "norm.ScalarOpt_dim", "norm.ScalarOpt_dim_dtype",
