@@ -99,3 +99,16 @@ def test_segment_reduce(reduce, batched_lengths):
     loss = lambda d, n: (f(d, n) ** 2).sum()  # noqa: E731
     torch.testing.assert_close(torchfunc.vmap(torchfunc.grad(loss), in_dims=in_dims)(data, lengths),
                                torch.stack([torch.func.grad(loss)(d, n) for d, n in zip(data, loop_lengths)]))
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_isin_with_a_test_set_per_example(invert):
+    # search.cpp: each example's sorted test set; NaN is in no set, as in eager isin.
+    elements = torch.tensor([[1.0, 2.0, float("nan"), 4.0], [0.0, 5.0, 5.0, 1.0]])
+    tests = torch.tensor([[2.0, float("nan"), 4.0], [5.0, 7.0, 9.0]])
+    f = lambda e, t: torch.isin(e, t, invert=invert)  # noqa: E731
+    torch.testing.assert_close(torchfunc.vmap(f)(elements, tests), torch.stack([f(e, t) for e, t in zip(elements, tests)]))
+    ints = torch.tensor([[1, 2], [5, 4]])  # promoted to the test set's dtype
+    torch.testing.assert_close(torchfunc.vmap(f)(ints, tests), torch.stack([f(e, t) for e, t in zip(ints, tests)]))
+    empty = torchfunc.vmap(f)(elements, torch.zeros(2, 0))
+    torch.testing.assert_close(empty, torch.full((2, 4), invert))

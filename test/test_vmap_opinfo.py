@@ -58,7 +58,6 @@ VMAP_HAS_BATCH_RULE_XFAILS = Table(
     xfail("hash_tensor", reason="no batching rule for aten::hash_tensor: only the per-example fallback runs it"),
     xfail("histogram", reason="no batching rule for aten::histogram.bin_ct: only the per-example fallback runs it"),
     xfail("index_put", reason="aten::index_put loops with batched indices (its rule batches self and values only)"),
-    xfail("isin", reason="aten::isin.Tensor_Tensor loops with batched test_elements (its rule batches elements only)"),
     xfail("linalg.ldl_solve", reason="no batching rule for aten::linalg_ldl_solve: only the per-example fallback runs it"),
     xfail("to_sparse", reason="no batching rule for aten::_to_sparse: only the per-example fallback runs it"),
     base=[VMAP_XFAILS])

@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/ScalarOps.h>
+#include <ATen/native/TypeProperties.h>
 
 namespace torchfunc {
 namespace {
@@ -100,11 +101,33 @@ Outs histc_rule(Call& call) {
   return {{counts, 0}};
 }
 
+// A batched test set: each example's sorted test elements, searched for its elements,
+// then compared at the position found (equality, as isin: NaN is in no set).
 Outs isin_rule(Call& call) {
   auto [elements, elements_bdim] = call.tensor("elements");
   auto [test, test_bdim] = call.tensor("test_elements");
-  if (test_bdim) return loop_rule(call);
-  return {{at::isin(elements, test, call.arg("assume_unique").toBool(), call.arg("invert").toBool()), elements_bdim}};
+  const bool invert = call.arg("invert").toBool();
+  if (!test_bdim) return {{at::isin(elements, test, call.arg("assume_unique").toBool(), invert), elements_bdim}};
+  const auto B = call.batch_size;
+  // The logical tensors' promotion (a 0-dim example promotes as a 0-dim tensor), read
+  // off their metadata: no op may run on them here.
+  at::native::ResultTypeState state{};
+  state = at::native::update_result_type_state(call.arg("elements").toTensor(), state);
+  state = at::native::update_result_type_state(call.arg("test_elements").toTensor(), state);
+  const auto dtype = at::native::result_type(state);
+  auto values = axis::materialize(elements, elements_bdim, B).to(dtype);
+  const auto shape = values.sizes().vec();
+  auto flat = values.reshape({B, -1});
+  auto sorted = std::get<0>(axis::materialize(test, test_bdim, B).to(dtype).reshape({B, -1}).sort(-1));
+  at::Tensor found;
+  if (sorted.size(1) == 0) {
+    found = at::zeros(flat.sizes(), flat.options().dtype(at::kBool));
+  } else {
+    auto at_position = at::searchsorted(sorted, flat.contiguous()).clamp_max(sorted.size(1) - 1);
+    found = sorted.gather(1, at_position) == flat;
+  }
+  if (invert) found = found.logical_not();
+  return {{found.reshape(shape), 0}};
 }
 
 } // namespace
@@ -117,7 +140,7 @@ void add_search_rules(std::vector<RuleEntry>& t) {
   t.push_back({"bucketize.Tensor", &bucketize_rule, RuleKind::Physical, nullptr,
                {"self", "boundaries", "out_int32", "right"}});
   t.push_back({"histc", &histc_rule, RuleKind::Physical, nullptr, {"self", "bins", "min", "max"}});
-  t.push_back({"isin.Tensor_Tensor", &isin_rule, RuleKind::Physical, "with batched test_elements",
+  t.push_back({"isin.Tensor_Tensor", &isin_rule, RuleKind::Physical, nullptr,
                {"elements", "test_elements", "assume_unique", "invert"}});
 }
 
