@@ -364,14 +364,19 @@ Outs value_selecting_reduction_backward_rule(Call& call) {
 // the batch dim goes right after the first two: padded [T, N, B, *] packs to data
 // [sum, B, *] with the same batch_sizes, and unpacks back. Lengths that differ per
 // example would give each example its own batch_sizes: those calls loop.
-Outs pack_padded_sequence_rule(Call& call) {
-  if (call.tensor("lengths").second.has_value()) return loop_rule(call);
-  auto [input, bdim] = call.tensor("input");
+// Packing and unpacking: the batch dim of `tensor` moves to dim `to`, the first output
+// is batched along `out_bdim`, the second (batch_sizes or lengths) is shared.
+Outs packed_sequence_rule(Call& call, const char* segments, const char* tensor, int64_t to, int64_t out_bdim) {
+  if (call.tensor(segments).second.has_value()) return loop_rule(call);
+  auto [value, bdim] = call.tensor(tensor);
   auto args = call.args;
-  args[call.index("input")] = axis::bdim_to_front(input, bdim).movedim(0, 2);
+  args[call.index(tensor)] = axis::bdim_to_front(value, bdim).movedim(0, to);
   auto results = call.call_below(std::move(args));
-  return {{results[0], 1}, {results[1], std::nullopt}};
+  return {{results[0], out_bdim}, {results[1], std::nullopt}};
 }
+
+Outs pack_padded_sequence_rule(Call& call) { return packed_sequence_rule(call, "lengths", "input", 2, 1); }
+Outs pad_packed_sequence_rule(Call& call) { return packed_sequence_rule(call, "batch_sizes", "data", 1, 2); }
 
 Outs pack_padded_sequence_backward_rule(Call& call) {
   if (call.tensor("batch_sizes").second.has_value()) return loop_rule(call);
@@ -384,14 +389,6 @@ Outs pack_padded_sequence_backward_rule(Call& call) {
   return {{call.call_below(std::move(args))[0], 2}};
 }
 
-Outs pad_packed_sequence_rule(Call& call) {
-  if (call.tensor("batch_sizes").second.has_value()) return loop_rule(call);
-  auto [data, bdim] = call.tensor("data");
-  auto args = call.args;
-  args[call.index("data")] = axis::bdim_to_front(data, bdim).movedim(0, 1);
-  auto results = call.call_below(std::move(args));
-  return {{results[0], 2}, {results[1], std::nullopt}};
-}
 
 } // namespace
 
