@@ -21,6 +21,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <algorithm>
+#include <functional>
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
@@ -211,14 +212,16 @@ Outs inplace_through_functional(Call& call) {
   return {{call.args[0], std::nullopt}};
 }
 
-Outs out_through_functional(Call& call) {
-  const auto functional = *out_functional_form(call.op);
+} // namespace
+
+Outs run_out_op_through(Call& call, const c10::OperatorHandle& functional,
+                        const std::function<void(size_t, const at::Tensor&)>& write) {
   const auto& args = call.schema().arguments();
   torch::jit::Stack stack;
-  std::vector<at::Tensor> outs;
+  std::vector<size_t> outs;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i].alias_info() != nullptr && args[i].alias_info()->isWrite()) {
-      outs.push_back(call.args[i].toTensor());
+      outs.push_back(i);
     } else {
       stack.push_back(call.args[i]);
     }
@@ -227,17 +230,25 @@ Outs out_through_functional(Call& call) {
   Outs results;
   for (size_t r = 0; r < outs.size(); ++r) {
     const auto& result = stack[r].toTensor();
-    auto& out = outs[r];
+    const auto& out = call.args[outs[r]].toTensor();  // logical
+    // First, as before any shape check: a batched result has no place in a captured out.
     TORCH_CHECK(batched_at(out, call.level) || !batched_at(result, call.level), errors::out_into_unbatched(call.name()));
     TORCH_CHECK(out.sizes() == result.sizes(), "vmap: ", call.name(), " writes a result of shape ", result.sizes(),
                 " into an out= tensor of shape ", out.sizes(), ", which vmap cannot resize. Allocate the out= "
                 "tensor with the result's shape.");
     TORCH_CHECK(c10::canCast(result.scalar_type(), out.scalar_type()), "result type ", result.scalar_type(),
                 " can't be cast to the desired output type ", out.scalar_type());
-    out.copy_(result);
-    results.push_back({out, std::nullopt});
+    write(outs[r], result);
+    results.push_back({call.args[outs[r]], std::nullopt});
   }
   return results;
+}
+
+namespace {
+
+Outs out_through_functional(Call& call) {
+  return run_out_op_through(call, *out_functional_form(call.op),
+                            [&](size_t i, const at::Tensor& result) { call.args[i].toTensor().copy_(result); });
 }
 
 void batched_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {

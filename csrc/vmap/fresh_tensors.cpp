@@ -6,6 +6,7 @@
 #include "../op_traits.h"
 #include "../autodiff/grad_tensor.h"
 #include "batched_tensor.h"
+#include "plumbing.h"
 #include "rule.h"
 
 #include <ATen/ATen.h>
@@ -87,10 +88,6 @@ at::Tensor buffer_view(const Interpreter& level, const FreshTensors::Promoted& p
   return make_batched(value, 0, level.level());
 }
 
-} // namespace
-
-namespace {
-
 void substitute(const Interpreter& level, torch::jit::Stack& stack, size_t n, const c10::OperatorHandle* op,
                 bool processing) {
   auto& fresh = fresh_of(level);
@@ -123,6 +120,10 @@ void substitute_promoted(const Interpreter& level, torch::jit::Stack& stack, siz
   substitute(level, stack, n, op, /*processing=*/true);
 }
 
+namespace {
+
+using StorageKeys = c10::SmallVector<const void*, 4>;
+
 StorageKeys storage_keys(const torch::jit::Stack& stack, size_t n) {
   StorageKeys keys;
   any_tensor(stack, n, [&](const at::Tensor& t) {
@@ -130,6 +131,14 @@ StorageKeys storage_keys(const torch::jit::Stack& stack, size_t n) {
     return false;
   });
   return keys;
+}
+
+// Some return is not an alias of an argument, so it may be a new allocation.
+bool may_allocate(const c10::FunctionSchema& schema) {
+  for (const auto& ret : schema.returns()) {
+    if (ret.alias_info() == nullptr) return true;
+  }
+  return false;
 }
 
 void record_fresh_outputs(const Interpreter& level, const c10::FunctionSchema& schema, const torch::jit::Stack& stack,
@@ -153,6 +162,19 @@ void record_fresh_outputs(const Interpreter& level, const c10::FunctionSchema& s
   auto& fresh = fresh_of(level);
   std::lock_guard<std::mutex> lock(fresh.mutex);
   fresh.storages.insert(outputs.begin(), outputs.end());
+}
+
+} // namespace
+
+void continue_below_recording(const Interpreter& level, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto& schema = op.schema();
+  if (!may_allocate(schema)) {  // views and in-place ops (the hot path of model weights)
+    continue_below(op, stack);
+    return;
+  }
+  const auto inputs = storage_keys(*stack, schema.arguments().size());
+  continue_below(op, stack);
+  record_fresh_outputs(level, schema, *stack, inputs);
 }
 
 namespace {

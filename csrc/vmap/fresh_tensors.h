@@ -48,12 +48,9 @@ std::shared_ptr<FreshTensors> make_fresh_tensors();
 // when given, is refused if it would change a promoted self's shape or strides in place.
 void substitute_promoted(const Interpreter& level, torch::jit::Stack& stack, size_t n,
                          const c10::OperatorHandle* op);
-// An op the level sent below, with no batched argument: remember its fresh outputs.
-// `inputs` are the storages of its tensor arguments, taken before the call.
-using StorageKeys = c10::SmallVector<const void*, 4>;
-StorageKeys storage_keys(const torch::jit::Stack& stack, size_t n);
-void record_fresh_outputs(const Interpreter& level, const c10::FunctionSchema& schema, const torch::jit::Stack& stack,
-                          const StorageKeys& inputs);
+// An op with no batched argument at the level: continue below, and remember its fresh
+// outputs (those sharing no storage with an argument).
+void continue_below_recording(const Interpreter& level, const c10::OperatorHandle& op, torch::jit::Stack* stack);
 // Promotes the written arguments (self of an in-place op, out= tensors) that are plain
 // and fresh: each becomes the batched view in call.args. Returns (index, original).
 using Promotions = c10::SmallVector<std::pair<size_t, at::Tensor>, 1>;

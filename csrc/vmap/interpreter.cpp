@@ -55,9 +55,7 @@ void random_same(const Interpreter& self, const c10::OperatorHandle& op, torch::
   const auto n = schema.arguments().size();
   const auto level = self.level();
   if (!any_batched_at(*stack, n, level)) {
-    const auto inputs = storage_keys(*stack, n);
-    continue_below(op, stack);
-    record_fresh_outputs(self, schema, *stack, inputs);  // one draw for all: a fresh tensor
+    continue_below_recording(self, op, stack);  // one draw for all: a fresh tensor
     return;
   }
   const auto name = display_name(op);

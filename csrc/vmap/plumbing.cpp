@@ -92,9 +92,7 @@ void run_rule(const c10::OperatorHandle& op, torch::jit::Stack* stack, Rule rule
   const auto n = schema.arguments().size();
   substitute_promoted(interp, *stack, n, &op);  // NOTE [In-place writes into fresh tensors]
   if (!any_batched_at(*stack, n, level)) {
-    const auto inputs = storage_keys(*stack, n);
-    continue_below(op, stack);
-    record_fresh_outputs(interp, schema, *stack, inputs);
+    continue_below_recording(interp, op, stack);
     return;
   }
   Call call{op, level, interp.vmap().batch_size, torch::jit::last(*stack, n).vec()};

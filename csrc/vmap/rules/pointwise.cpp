@@ -66,32 +66,10 @@ std::optional<at::ScalarType> logical_promotion(const Call& call) {
 Outs out_of_unbatched_inputs(Call& call) {
   const auto functional = out_functional_form(call.op);
   TORCH_CHECK(functional.has_value(), errors::out_into_unbatched(call.name()));
-  const auto& sargs = call.schema().arguments();
-  torch::jit::Stack inputs;
-  std::vector<size_t> outs;
-  for (size_t i = 0; i < sargs.size(); ++i) {
-    const bool written = sargs[i].alias_info() != nullptr && sargs[i].alias_info()->isWrite();
-    if (written) {
-      outs.push_back(i);
-    } else {
-      inputs.push_back(call.args[i]);
-    }
-  }
-  functional->callBoxed(inputs);
-  Outs written;
-  for (size_t r = 0; r < outs.size(); ++r) {
-    const auto& result = inputs[r].toTensor();
-    const auto& logical_out = call.args[outs[r]].toTensor();
-    TORCH_CHECK(logical_out.sizes() == result.sizes(), "vmap: ", call.name(), " writes a result of shape ",
-                result.sizes(), " into an out= tensor of shape ", logical_out.sizes(),
-                ", which vmap cannot resize. Allocate the out= tensor with the result's shape.");
-    TORCH_CHECK(c10::canCast(result.scalar_type(), logical_out.scalar_type()), "result type ", result.scalar_type(),
-                " can't be cast to the desired output type ", logical_out.scalar_type());
-    auto [value, bdim] = call.tensor(outs[r]);
+  return run_out_op_through(call, *functional, [&](size_t i, const at::Tensor& result) {
+    auto [value, bdim] = call.tensor(i);
     axis::bdim_to_front(value, bdim).copy_(result);
-    written.push_back({call.args[outs[r]], std::nullopt});
-  }
-  return written;
+  });
 }
 
 Outs pointwise_rule(Call& call) {
