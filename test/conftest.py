@@ -2,12 +2,13 @@
 import pytest
 import torch
 
+from helpers import reseed
 from torchfunc import _C
 
 
 @pytest.fixture(autouse=True)
 def no_level_leaks():
-    torch.manual_seed(0)
+    reseed(0)
     yield
     assert _C.stack_depth() == 0, "a transform left a level on the stack"
     assert torch.is_grad_enabled(), "a transform left grad mode disabled"

@@ -41,10 +41,9 @@ import torch
 import torch.func
 import torch.utils._pytree as pytree
 from torch.testing._internal.common_modules import module_db
-from torch.testing._internal.common_utils import set_rng_seed
 
 import torchfunc
-from opinfo_utils import SkipCase, Table, clone_tree, skip, xfail
+from opinfo_utils import SkipCase, Table, clone_tree, reseed, seed_all, skip, xfail
 from torchfunc import _C
 
 __all__ = ["MODULES", "MAX_SAMPLES", "TOL", "ModuleTable", "Outcome", "SkipCase",
@@ -119,7 +118,7 @@ class Case:
 
 
 def _draw(module_info, seed: int) -> list:
-    set_rng_seed(seed)
+    seed_all(seed)
     return list(module_info.module_inputs_func(
         module_info, device=DEVICE, dtype=DTYPE, requires_grad=False, training=False))
 
@@ -151,7 +150,7 @@ def _same_floats(a, b) -> bool:
 
 def _build(module_info, sample, example: tuple) -> torch.nn.Module:
     ci = sample.constructor_input
-    torch.manual_seed(_SEED)
+    reseed(_SEED)
     module = module_info.module_cls(*ci.args, **ci.kwargs).to(device=DEVICE)
     if module_info.is_lazy:
         with torch.no_grad():
@@ -165,7 +164,7 @@ def _draws_random_numbers(module, example: tuple, kwargs: dict) -> bool:
     tagged nondeterministic_seeded for its dropout_p even when that is 0.)"""
     outs = []
     for seed in (1, 2):
-        torch.manual_seed(seed)
+        reseed(seed)
         try:
             with torch.no_grad():
                 outs.append(_float_leaves(module(*clone_tree(example), **kwargs)))

@@ -20,8 +20,9 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.utils._pytree as pytree
 from torch.testing._internal.common_methods_invocations import op_db
-from torch.testing._internal.common_utils import set_rng_seed
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from helpers import reseed, seed_all
 
 # --- the implementation under test -----------------------------------------------------
 
@@ -257,7 +258,7 @@ def _draw(op, requires_grad: bool, seed: int) -> list:
     This calls sample_inputs_func directly: OpInfo.sample_inputs wraps it in an
     iterator that inspects the whole call stack per call, which is slow under pytest.
     """
-    set_rng_seed(seed)
+    seed_all(seed)
     return list(op.sample_inputs_func(op, DEVICE, DTYPE, requires_grad))
 
 
@@ -438,7 +439,7 @@ def differentiable_fn(op_fn: Callable, sample) -> tuple:
         new = list(leaves)
         for i, p in zip(where, ps):
             new[i] = p
-        torch.manual_seed(_SEED)
+        reseed(_SEED)
         out = sample.output_process_fn_grad(call(*pytree.tree_unflatten(new, spec)))
         return tuple(o for o in pytree.tree_leaves(out) if isinstance(o, torch.Tensor)
                      and (o.is_floating_point() or o.is_complex()))
