@@ -241,11 +241,18 @@ def test_jacrev_matches_torch_func(name, chunk_size, preallocate):
 
 
 @pytest.mark.parametrize("chunk_size, vmapped_batch_sizes",
-                         [(None, [5]), (1, []), (2, [2, 2, 1]), (5, [5]), (9, [5])])
+                         [(None, [5]), (1, []), (2, [2, 2]), (5, [5]), (9, [5])])
 def test_jacrev_chunks_the_basis(chunk_size, vmapped_batch_sizes, monkeypatch):
     pushed = record_vmap_sizes(monkeypatch, _C)
     jacrev(torch.sin, chunk_size=chunk_size)(A(5))
-    assert pushed == vmapped_batch_sizes  # chunk_size=1: a plain loop, no vmap
+    assert pushed == vmapped_batch_sizes  # a chunk of one row (chunk_size=1: all) is a plain call
+
+
+def test_jacrev_of_a_scalar_output_pushes_no_vmap_level(monkeypatch):
+    pushed = record_vmap_sizes(monkeypatch, _C)
+    x = A(4)
+    assert_same(jacrev(jacrev(f_scalar))(x), torch.func.jacrev(torch.func.jacrev(f_scalar))(x))
+    assert pushed == [4]  # the inner Jacobian has one row; the outer one has four
 
 
 def test_jacrev_compositions_match_torch_func():

@@ -235,7 +235,9 @@ def _standard_basis(flat_output: list[torch.Tensor], numels: list[int],
 def _vjp_rows(vjp_fn: Callable, basis: list[torch.Tensor], output_spec: TreeSpec,
               chunk_size: int | None) -> list[torch.Tensor]:
     """VJPs of the basis rows, one tensor per primal leaf with the rows as dim 0."""
-    if chunk_size == 1 and basis[0].shape[0] > 0:  # a plain loop: no vmap restrictions
+    if basis[0].shape[0] == 1 or (chunk_size == 1 and basis[0].shape[0] > 0):
+        # One row (a scalar output, or chunk_size=1): a plain call, without a vmap level
+        # whose every op would only add and remove a batch dim of size 1.
         vjps = vjp_fn(tree_unflatten([row[0] for row in basis], output_spec))
         return [v.unsqueeze(0) for v in tree_leaves(vjps)]
     return tree_leaves(vmap(vjp_fn)(tree_unflatten(basis, output_spec)))
