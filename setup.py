@@ -33,6 +33,9 @@ setup(
     package_data={"torchfunc": ["_C.pyi", "py.typed"]},
     python_requires=">=3.10",
     install_requires=["torch==2.13.*"],
+    # Peers of benchmarks/bench.py, never needed at run time. BackPACK depends on torchvision,
+    # which pulls in another torch: install these with --no-deps (see README).
+    extras_require={"bench": ["opacus", "backpack-for-pytorch"]},
     ext_modules=[
         CppExtension(
             "torchfunc._C",

@@ -1,0 +1,108 @@
+"""The interleaved timer and the peak-memory probe shared by benchmarks/bench.py.
+
+Every side of a workload (torchfunc, torch.func, ExpandedWeights, a Python loop, ...) is
+timed in the same rounds, one after another: torchfunc, side 2, side 3, ..., torchfunc,
+side 2, ... Drift on a busy machine (other jobs, CPU frequency) then reaches every side
+alike. Each round yields one ratio torchfunc time / side time per side, and the report
+gives the median of those ratios, with their 25th-75th percentiles as a spread.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+
+@dataclass
+class Timing:
+    number: int                                   # calls per side per round
+    seconds: dict[str, list[float]] = field(default_factory=dict)  # side -> s/call, per round
+    fallbacks: int = 0                            # fallback runs during the torchfunc calls
+
+    def ratios(self, side: str) -> list[float]:
+        """torchfunc / side, one per round."""
+        return [a / b for a, b in zip(self.seconds["torchfunc"], self.seconds[side])]
+
+    def summary(self, side: str) -> dict[str, float]:
+        out = {"median_s": statistics.median(self.seconds[side])}
+        if side != "torchfunc":
+            ratios = sorted(self.ratios(side))
+            q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+            out.update(ratio_median=statistics.median(ratios), ratio_p25=q[0], ratio_p75=q[2])
+        return out
+
+
+def _time_calls(fn: Callable[[], Any], number: int) -> float:
+    """Seconds per call of fn, over `number` calls, with the garbage collector off."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return (time.perf_counter() - start) / number
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def calls_per_round(fns: list[Callable[[], Any]], target_s: float) -> int:
+    """How many calls make the slowest side take about target_s (at least 1)."""
+    slowest = max(_time_calls(fn, 3) for fn in fns)
+    return max(1, math.ceil(target_s / max(slowest, 1e-9)))
+
+
+def time_interleaved(sides: dict[str, Callable[[], Any]], rounds: int, number: int,
+                     fallback_count: Callable[[], int]) -> Timing:
+    """`rounds` rounds of every side in turn (torchfunc first), `number` calls each."""
+    timing = Timing(number, {name: [] for name in sides})
+    for _ in range(rounds):
+        gc.collect()
+        for name, fn in sides.items():
+            before = fallback_count()
+            timing.seconds[name].append(_time_calls(fn, number))
+            if name == "torchfunc":
+                timing.fallbacks += fallback_count() - before
+    return timing
+
+
+def peak_bytes(fn: Callable[[], Any]) -> int:
+    """The most CPU tensor memory held at once during one call of fn, in bytes.
+
+    torch.profiler records every allocation and free of torch's CPU allocator; the peak of
+    their running sum is what the call needed beyond what was allocated before it (its
+    result included, as the caller holds it)."""
+    gc.collect()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+        del result
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    held = peak = 0
+    for e in events:
+        held += e.nbytes()
+        peak = max(peak, held)
+    return peak
+
+
+def geometric_mean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def fmt_seconds(s: float) -> str:
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.0f} us"
+
+
+def fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
