@@ -18,12 +18,13 @@ import functools
 from typing import Callable, Optional, Sequence
 
 import torch
+import torch.func
 from torch.autograd.functional import jacobian
 
 from opinfo_utils import (
     AUTODIFF_TOL, MAX_AUTODIFF_SAMPLES, VMAP_TOL, SkipCase, as_positional, assert_close,
     batch_size_for, clone_tree, differentiable_fn, draws_random_numbers, example, fallback,
-    jacrev, loop, make_batched, make_cotangents, placements, reference_vjp, sample_variants,
+    hessian, jacrev, loop, make_batched, make_cotangents, placements, reference_vjp, sample_variants,
     samples, stack_outputs, tolerance, vjp, vmap,
 )
 
@@ -293,10 +294,50 @@ def check_jacrev(op, allow_fallback: bool = True) -> int:
     return tally.done()
 
 
+MAX_HESSIAN_INPUTS = 64  # primal elements: the reference takes one double backward per element
+
+
+@single_threaded
+def check_hessian(op, allow_fallback: bool = True) -> int:
+    """hessian of a weighted sum of the outputs, with respect to every primal, against
+    torch.autograd.functional.hessian (double backward, one row at a time). Where that
+    reference fails, against torch.func.hessian (forward-over-reverse): wherever torch.func
+    computes a Hessian, torchfunc must too. (Where both compute one, torch.func can be the
+    one that is wrong: nn.functional.layer_norm's weight-input block, for one.)"""
+    tally, tol = _Tally(), tolerance(op, AUTODIFF_TOL)
+    for i, [(f, primals, outputs, _)] in _differentiable_samples(op, tally):
+        if any(x.is_complex() for x in (*primals, *outputs)):
+            tally.left_out.add("complex inputs or outputs have no real hessian")
+            continue
+        if sum(p.numel() for p in primals) > MAX_HESSIAN_INPUTS or not all(p.numel() for p in primals):
+            tally.left_out.add("inputs too large or empty for the reference hessian")
+            continue
+        gen = torch.Generator().manual_seed(i)
+        weights = [torch.randn(o.shape, generator=gen, dtype=o.dtype) for o in outputs]
+
+        def scalar(*ps):
+            return sum((o * w).sum() for o, w in zip(f(*ps), weights))
+        argnums = tuple(range(len(primals)))
+        try:
+            expected, against = torch.autograd.functional.hessian(scalar, primals), "autograd"
+        except Exception:
+            try:
+                expected, against = torch.func.hessian(scalar, argnums=argnums)(*primals), "torch.func"
+            except Exception:
+                tally.left_out.add("neither autograd's hessian nor torch.func's computes the sample")
+                continue
+        with fallback(allow_fallback):
+            actual = hessian(scalar, argnums=argnums)(*primals)
+        assert_close(actual, expected, tol, f"sample {i}, hessian against {against}")
+        tally.compared += 1
+    return tally.done()
+
+
 CHECKS = {
     "vmap": check_vmap,
     "vmap_inplace": check_vmap_inplace,
     "vjp": check_vjp,
     "vmapvjp": check_vmapvjp,
     "jacrev": check_jacrev,
+    "hessian": check_hessian,
 }

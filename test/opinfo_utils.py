@@ -29,14 +29,14 @@ from helpers import reseed, seed_all
 AGAINST_TORCH_FUNC = os.environ.get("TORCHFUNC_TEST_AGAINST_TORCH_FUNC", "") == "1"
 
 if AGAINST_TORCH_FUNC:
-    from torch.func import jacrev, vjp, vmap  # noqa: F401 (re-exported)
+    from torch.func import hessian, jacrev, vjp, vmap  # noqa: F401 (re-exported)
 
     IMPLEMENTATION = "torch.func"
     _set_fallback = torch._C._functorch._set_vmap_fallback_enabled
     torch._C._functorch._set_vmap_fallback_warning_enabled(False)
 else:
     import torchfunc._C as _C
-    from torchfunc import jacrev, vjp, vmap  # noqa: F401 (re-exported)
+    from torchfunc import hessian, jacrev, vjp, vmap  # noqa: F401 (re-exported)
 
     IMPLEMENTATION = "torchfunc"
     _set_fallback = _C.set_fallback_enabled
@@ -123,11 +123,11 @@ def select_ops(scope: str = "all", filter: Optional[Callable] = None) -> list:
 
 # Which OpInfos each pytest test runs, from the environment variable TORCHFUNC_OPINFO_OPS:
 #   "default": all of op_db for the tests that are cheap enough or whose pass rate
-#              over op_db is a goal (vmap, vmap in place, vjp, jvp, vjp(vjp), jacfwd)
+#              over op_db is a goal (vmap, vmap in place, vjp, jvp, vjp(vjp), jacfwd, hessian)
 #              and SAMPLE_OPS for the others (vmapvjp, jacrev, vmapjvp, jvpvjp);
 #   "all":     all of op_db everywhere;   "sample": SAMPLE_OPS everywhere.
 OPS_SCOPE = os.environ.get("TORCHFUNC_OPINFO_OPS", "default")
-_ALL_OPS_TESTS = ("vmap", "vmap_inplace", "vjp", "jvp", "vjpvjp", "jacfwd")
+_ALL_OPS_TESTS = ("vmap", "vmap_inplace", "vjp", "jvp", "vjpvjp", "jacfwd", "hessian")
 
 
 def ops_for(test: str) -> list:

@@ -3,6 +3,7 @@
 * test_vjp:     vjp against torch.autograd.grad;
 * test_vmapvjp: vmap(vjp), per-example gradients, against a loop of autograd.grad;
 * test_jacrev:  jacrev against torch.autograd.functional.jacobian;
+* test_hessian: hessian against torch.autograd.functional.hessian and torch.func.hessian;
 * *_has_batch_rule: the vmap-based ones with the slow fallback disabled.
 
 Run one op with ``pytest test/test_compositions_opinfo.py -k sin``. By default
@@ -13,7 +14,7 @@ reference implementation, to check the harness itself. Each test has its own
 table of expected failures; an xfail is strict, so an entry whose case now passes
 must be removed.
 """
-from opinfo_checks import check_jacrev, check_vjp, check_vmapvjp
+from opinfo_checks import check_hessian, check_jacrev, check_vjp, check_vmapvjp
 from opinfo_utils import UNCOMPARABLE, Table, ops_for, parametrize_ops, run_check, xfail
 
 # Expected failures of torchfunc, each with a reason: xfail(name, variant, reason=...).
@@ -27,6 +28,11 @@ VMAPVJP_XFAILS = Table(
     xfail("nn.functional.batch_norm", reason="training mode updates unbatched running stats once per example: refused, as torch.func does"),
     base=[UNCOMPARABLE])
 JACREV_XFAILS = Table(
+    base=[UNCOMPARABLE])
+HESSIAN_XFAILS = Table(
+    xfail("linalg.householder_product", reason="an ill-conditioned sample (7): in float32 double backward is off "
+          "the float64 Hessian by up to 6.1 (torchfunc) and 5.6 (torch.autograd.functional.hessian), "
+          "which differ by 1.7; torch.func's forward-over-reverse is off by 0.2"),
     base=[UNCOMPARABLE])
 # Ops that work but only through the slow per-example fallback. A failure with the
 # fallback is also one without it, so these tables extend the ones above.
@@ -63,3 +69,8 @@ def test_jacrev(op):
 @parametrize_ops(differentiable_ops("jacrev"), JACREV_HAS_BATCH_RULE_XFAILS)
 def test_jacrev_has_batch_rule(op):
     run_check(check_jacrev, op, allow_fallback=False)
+
+
+@parametrize_ops([op for op in differentiable_ops("hessian") if op.supports_gradgrad], HESSIAN_XFAILS)
+def test_hessian(op):
+    run_check(check_hessian, op)

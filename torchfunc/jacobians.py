@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ._levels import refuse_torch_func_mixing
+from ._levels import grad_level, refuse_torch_func_mixing
 from ._pytree import (
     RandomnessError,
     TreeSpec,
@@ -29,7 +29,18 @@ from ._pytree import (
     wrap_argnums,
     wraps,
 )
-from .autodiff import _check_differentiable, vjp_with_argnums
+from .autodiff import (
+    _VJP,
+    _autograd_grad,
+    _check_aux,
+    _check_differentiable,
+    _check_vjp_outputs,
+    _lift,
+    _require_grad,
+    _split_aux,
+    _unwrap,
+    vjp_with_argnums,
+)
 from .forward import jvp_with_context
 from .vmap import vmap
 
@@ -191,8 +202,13 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
 
 def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
             chunk_size: int | None = None) -> Callable:
-    """Hessian of ``func`` with respect to the positional argument(s) ``argnums``:
-    forward-over-reverse, ``jacfwd(jacrev(func, argnums), argnums)``, as torch.func.
+    """Hessian of ``func`` with respect to the positional argument(s) ``argnums``.
+
+    The result is torch.func's, ``jacfwd(jacrev(func, argnums), argnums)``: for each
+    output leaf, for each differentiated argument ``i`` and ``k``, a Tensor of shape
+    ``output.shape + arg_i.shape + arg_k.shape``; and its checks raise torch.func's
+    errors. It is computed reverse-over-reverse at one grad level (NOTE [hessian at one
+    grad level]); values agree with forward-over-reverse up to rounding.
 
     Beyond torch.func: ``has_aux`` (``func`` returns ``(output, aux)``; the result is
     ``(hessian, aux)``) and ``chunk_size`` (both Jacobians computed ``chunk_size``
@@ -206,8 +222,107 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
     """
     if not (chunk_size is None or chunk_size > 0):
         raise ValueError("hessian: `chunk_size` should be greater than 0.")
-    return jacfwd(jacrev(func, argnums, has_aux=has_aux, chunk_size=chunk_size), argnums,
-                  has_aux=has_aux, chunk_size=chunk_size)
+    name = fn_name(func)
+    check_argnums(argnums, f"jacrev({name}, argnums={argnums!r})")
+
+    @wraps(func)
+    def wrapper_fn(*args: Any) -> Any:
+        # torch.func's checks, in its order: the outer jacfwd's, then the inner jacrev's.
+        refuse_torch_func_mixing("jacfwd")
+        _error_if_complex("jacfwd", args, "inputs")
+        wrapped = wrap_argnums(argnums, len(args), f"jacfwd({name}, argnums={argnums!r})(*args)",
+                               name)
+        _check_differentiable(f"jacfwd({name})(*args)", args, wrapped, "or leave it out of argnums",
+                              forward=True)
+        flat_hessians, flat_primals, primals_spec, output, aux = second_derivatives(
+            "jacrev", f"jacrev({name})(*args)", func, args, wrapped, has_aux, chunk_size)
+        flat_output, output_spec = tree_flatten(output)
+
+        def per_primal(blocks: list[Any]) -> Any:  # the structure of the differentiated args
+            tree = tree_unflatten(list(blocks), primals_spec)
+            return tree[0] if isinstance(argnums, int) else tree
+
+        per_output = []
+        for o, out in enumerate(flat_output):
+            per_output.append(per_primal([
+                per_primal([flat_hessians[o][i][k].view(out.shape + pi.shape + pk.shape)
+                            for k, pk in enumerate(flat_primals)])
+                for i, pi in enumerate(flat_primals)]))
+        result = tree_unflatten(per_output, output_spec)
+        return (result, aux) if has_aux else result
+
+    return wrapper_fn
+
+
+# NOTE [hessian at one grad level]
+# torch.func's hessian is jacfwd(jacrev(f)): every op of f, and of its backward, runs under
+# a vmap over the input basis and two autodiff levels. torchfunc computes the same matrix
+# as torch.autograd.functional.hessian(vectorize=True) does: f and its gradient run once,
+# at one grad level, the gradient's graph recorded there (create_graph); then the second
+# backward, through that graph, runs under one vmap over the basis of the gradient's
+# elements. Rows are indexed as jacfwd(jacrev(f)) indexes them (H[i][j] = d grad_i / d x_j)
+# and the checks raise torch.func's errors first. Beyond it, as autograd's hessian: f runs
+# outside vmap, so random ops draw once, and f needs no forward-mode formulas.
+
+def second_derivatives(api: str, context: str, func: Callable, args: tuple, argnums: Any,
+                       has_aux: bool, chunk_size: int | None) -> tuple:
+    """(blocks, flat_primals, primals_spec, output, aux) for hessian: blocks[o][i][k] holds
+    d2 output_o / d primal_i d primal_k, flattened as (output_o.numel(), primal_i.numel(),
+    primal_k.numel()); the primals are the differentiated arguments' leaves, primals_spec
+    their structure (as_tuple, as jacrev builds its result)."""
+    name = fn_name(func)  # the caller has checked args as jacfwd does: jacrev's checks then pass
+    record = torch.is_grad_enabled()  # outer levels and autograd record the second backward
+    flat_primals, primals_spec = tree_flatten(slice_argnums(args, argnums))
+    with grad_level() as level:
+        primals = _lift(args, level)
+        diff = slice_argnums(primals, argnums, as_tuple=False)
+        _require_grad(diff)
+        output, aux = _split_aux(_VJP, context, name, func(*primals), has_aux)
+        if has_aux:
+            _check_aux(context, name, aux)
+        flat_output, _ = tree_flatten(output)
+        _check_vjp_outputs(context, name, output, flat_output, True)
+        _error_if_complex(api, flat_output, "outputs")
+        flat_diff = tree_leaves(diff)
+        first = _jacobian_rows(flat_output, flat_diff, chunk_size, create_graph=True)
+        out_numels = [o.numel() for o in flat_output]
+        blocks: list[list[list[torch.Tensor]]] = [[[] for _ in flat_diff] for _ in flat_output]
+        # One backward per primal's first derivative, as autograd's hessian differentiates
+        # one gradient at a time: a zero cotangent for another gradient would multiply
+        # its infinite partials (masked -inf) into NaNs.
+        for i, first_i in enumerate(first):
+            for k, rows in enumerate(_jacobian_rows([first_i], flat_diff, chunk_size, create_graph=record)):
+                # rows: d first_i[m, a] / d primal_k, for every output element m and a.
+                rows = _unwrap(rows, level).reshape(sum(out_numels), flat_diff[i].numel(),
+                                                    flat_diff[k].numel())
+                for o, block in enumerate(_split(rows, out_numels)):
+                    blocks[o][i].append(block)
+        result = (blocks, flat_primals, primals_spec, _unwrap(output, level), _unwrap(aux, level))
+    return result
+
+
+def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    return [t] if len(sizes) == 1 else list(torch.split(t, sizes, dim=0))
+
+
+def _jacobian_rows(flat_output: list[torch.Tensor], flat_inputs: list[torch.Tensor],
+                   chunk_size: int | None, create_graph: bool) -> list[torch.Tensor]:
+    """The Jacobian of the outputs with respect to the inputs, at the current grad level,
+    one tensor per input of shape (total output elements, *input.shape)."""
+    numels = [out.numel() for out in flat_output]
+    if sum(numels) == 0:
+        return [inp.new_zeros((0, *inp.shape)) for inp in flat_inputs]
+    if sum(numels) == 1:  # one row: the gradient itself (its rows dim left implicit)
+        scalar = [out for out, numel in zip(flat_output, numels) if numel == 1]
+        return list(_autograd_grad(scalar, flat_inputs, retain_graph=True, create_graph=create_graph))
+    spec = tree_flatten(list(flat_output))[1]
+
+    def vjp_fn(cotangents: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(_autograd_grad(flat_output, flat_inputs, cotangents, retain_graph=True,
+                                   create_graph=create_graph))
+
+    return _concatenate(_vjp_rows(vjp_fn, basis, spec, chunk_size)
+                        for basis in _standard_basis(flat_output, numels, chunk_size))
 
 
 # --- the standard basis and its VJPs ----------------------------------------------------------
@@ -221,12 +336,17 @@ def _standard_basis(flat_output: list[torch.Tensor], numels: list[int],
         yield [out.new_zeros(0, *out.shape) for out in flat_output]
         return
     step = total if chunk_size is None else min(chunk_size, total)
+    if len(flat_output) == 1 and step == total:  # the identity itself
+        out = flat_output[0]
+        yield [torch.eye(total, dtype=out.dtype, device=out.device).view(total, *out.shape)]
+        return
     starts = [0, *itertools.accumulate(numels)][:-1]  # first column of each output
     for first_row in range(0, total, step):
         rows = min(step, total - first_row)
         chunk = []
         for out, numel, first_col in zip(flat_output, numels, starts):
-            piece = out.new_zeros(rows, numel)
+            # Plain tensors, not out's wrappers: no level records the basis.
+            piece = torch.zeros((rows, numel), dtype=out.dtype, device=out.device)
             piece.diagonal(first_row - first_col).fill_(1)
             chunk.append(piece.view(rows, *out.shape))
         yield chunk
@@ -240,7 +360,12 @@ def _vjp_rows(vjp_fn: Callable, basis: list[torch.Tensor], output_spec: TreeSpec
         # whose every op would only add and remove a batch dim of size 1.
         vjps = vjp_fn(tree_unflatten([row[0] for row in basis], output_spec))
         return [v.unsqueeze(0) for v in tree_leaves(vjps)]
-    return tree_leaves(vmap(vjp_fn)(tree_unflatten(basis, output_spec)))
+
+    # Flat positional Tensors in, a tuple of Tensors out: vmap's fast path (no pytree walks).
+    def rows(*cotangents: torch.Tensor) -> tuple:
+        return tuple(tree_leaves(vjp_fn(tree_unflatten(list(cotangents), output_spec))))
+
+    return list(vmap(rows)(*basis))
 
 
 def _concatenate(chunks: Iterator[list[torch.Tensor]]) -> list[torch.Tensor]:
