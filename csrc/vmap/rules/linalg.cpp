@@ -67,7 +67,48 @@ Outs dot_rule(Call& call) {
   auto out = at::matmul(front(call, "self").unsqueeze(-2), front(call, second).unsqueeze(-1));
   return {{out.squeeze(-1).squeeze(-1), 0}};
 }
-Outs addmm_rule(Call& call) { return {{scaled_sum(call, matrix_product(call, "mat1", "mat2"), 2), 0}}; }
+// NOTE [addmm adds in the product's pass]
+// linear's kernel: bias + x @ W^T. With beta = alpha = 1 and one dtype, the bias is added
+// where the product is written, not in a second pass over it: a baddbmm when both
+// operands are batched (an ensemble's layers), one addmm when only the left one is and
+// the bias is a row (the batch folds into the rows), and for an unbatched left operand
+// one addmm over the columns of NOTE [Products with one unbatched operand], each column
+// with its example's bias. Other cases (the
+// outer products of NOTE [Products with one unbatched operand], scaled sums) take
+// scaled_sum.
+std::optional<at::Tensor> fused_addmm(const Call& call) {
+  if (!call.arg("beta").toScalar().equal(1) || !call.arg("alpha").toScalar().equal(1)) return std::nullopt;
+  auto [a, a_bdim] = call.tensor("mat1");
+  auto [m, m_bdim] = call.tensor("mat2");
+  auto [self, s_bdim] = call.tensor("self");
+  if (!a.is_floating_point() || a.scalar_type() != m.scalar_type() || a.scalar_type() != self.scalar_type() ||
+      call.arg("mat1").toTensor().size(-1) == 1) {
+    return std::nullopt;
+  }
+  auto bias = s_bdim ? axis::pad_to_rank(axis::bdim_to_front(self, s_bdim), 2) : self;
+  if (a_bdim && m_bdim) return at::baddbmm(bias, axis::bdim_to_front(a, a_bdim), axis::bdim_to_front(m, m_bdim));
+  if (a_bdim && !s_bdim && bias.dim() <= 1) {
+    auto rows = axis::bdim_to_front(a, a_bdim);  // [B, r, k]
+    return at::addmm(bias, rows.reshape({rows.size(0) * rows.size(1), rows.size(2)}), m)
+        .view({rows.size(0), rows.size(1), m.size(1)});
+  }
+  if (!a_bdim && m_bdim && bias.dim() <= 2 && (s_bdim || bias.dim() <= 1)) {
+    auto mb = axis::bdim_to_front(m, m_bdim);  // [B, k, n]; a is [r, k]
+    const auto B = mb.size(0);
+    const auto n = mb.size(2);
+    auto columns = mb.permute({1, 0, 2}).reshape({mb.size(1), B * n});
+    // The bias of column (b, j): a row [n] or one row per example [B, 1 or n].
+    auto column_bias = bias.expand({B, n}).reshape({B * n});
+    // Contiguous per example, as the op's own result: callers may view() it.
+    return at::addmm(column_bias, a, columns).view({a.size(0), B, n}).permute({1, 0, 2}).contiguous();
+  }
+  return std::nullopt;
+}
+
+Outs addmm_rule(Call& call) {
+  if (auto fused = fused_addmm(call)) return {{*fused, 0}};
+  return {{scaled_sum(call, matrix_product(call, "mat1", "mat2"), 2), 0}};
+}
 Outs addmv_rule(Call& call) { return {{scaled_sum(call, matrix_vector_product(call, "mat", "vec"), 1), 0}}; }
 Outs baddbmm_rule(Call& call) {
   return {{scaled_sum(call, at::matmul(front(call, "batch1"), front(call, "batch2")), 3), 0}};
