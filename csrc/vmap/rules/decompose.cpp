@@ -1,8 +1,14 @@
 // Decompositions: ops without a physical rule, written as the ops they compute
-// on the logical (per-example) tensors. Each op they call meets its own rule.
+// on the logical (per-example) tensors. Each op they call meets its own rule. The
+// nll_loss family runs its kernel once when the class weights are shared (NOTE
+// [nll_loss folds the batch into N]) and decomposes otherwise.
+#include "../axis.h"
+#include "../batched_tensor.h"
 #include "../rule.h"
+#include "../../keys.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 
 namespace torchfunc {
 namespace {
@@ -26,7 +32,7 @@ NllTerms nll_terms(const at::Tensor& self, const at::Tensor& target, const at::T
   return {safe, w * keep.to(self.scalar_type()), class_dim};
 }
 
-Outs nll_loss_forward(Call& call) {
+Outs nll_loss_forward_logical(Call& call) {
   const auto self = call.arg("self").toTensor();
   const auto reduction = call.arg("reduction").toInt();
   const auto terms = nll_terms(self, call.arg("target").toTensor(), opt(call.arg("weight")),
@@ -42,7 +48,7 @@ Outs nll_loss_forward(Call& call) {
   return {{loss, std::nullopt}, {total_weight, std::nullopt}};
 }
 
-Outs nll_loss_backward(Call& call) {
+Outs nll_loss_backward_logical(Call& call) {
   const auto grad_output = call.arg("grad_output").toTensor();
   const auto self = call.arg("self").toTensor();
   const auto reduction = call.arg("reduction").toInt();
@@ -53,6 +59,97 @@ Outs nll_loss_backward(Call& call) {
   auto grad = at::zeros_like(self).scatter(terms.class_dim, terms.target.unsqueeze(terms.class_dim),
                                            coef.unsqueeze(terms.class_dim));
   return {{grad, std::nullopt}};
+}
+
+// NOTE [nll_loss folds the batch into N]
+// With class weights every example shares (or none), the kernel runs once: the batch
+// folds into N (self [B, N, C, ...] as [B*N, C, ...]; one example's [C] as [B, C]) with
+// reduction none, and each example's sum or weighted mean is taken from those losses.
+// The total weight of example b is the sum of weight[target] over its entries that are
+// not ignore_index (their count without weights), as the kernel computes it. Batched
+// class weights take the decomposition above, one op at a time.
+struct Folded {
+  at::Tensor self;    // [B*N, C, ...] or [B, C]
+  at::Tensor target;  // [B*N, ...] or [B]
+  int64_t batch;
+  int64_t per_example;  // elements of one example's unreduced loss
+};
+
+Folded fold_nll(const Call& call) {
+  const auto B = call.batch_size;
+  auto [self, s_bdim] = call.tensor("self");
+  auto [target, t_bdim] = call.tensor("target");
+  auto x = axis::materialize(self, s_bdim, B);
+  auto t = axis::materialize(target, t_bdim, B);
+  const int64_t per_example = call.arg("target").toTensor().numel();
+  if (x.dim() > 2) {  // one example is [N, C, ...]
+    x = x.flatten(0, 1);
+    t = t.flatten(0, 1);
+  }
+  return {x, t, B, per_example};
+}
+
+// Example b's total weight, [B].
+at::Tensor total_weights(const Call& call, const Folded& f) {
+  const auto ignore_index = call.arg("ignore_index").toInt();
+  auto keep = f.target.ne(ignore_index);
+  auto weight = opt(call.arg("weight"));
+  at::Tensor w = weight.defined()
+      ? weight.index_select(0, f.target.masked_fill(keep.logical_not(), 0).reshape(-1)) * keep.reshape(-1)
+      : keep.reshape(-1).to(f.self.scalar_type());
+  return w.view({f.batch, f.per_example}).sum(1);
+}
+
+bool weight_batched(const Call& call) {
+  const auto& w = call.arg("weight");
+  return w.isTensor() && batched_at(w.toTensor(), call.level);
+}
+
+Outs nll_loss_forward(Call& call) {
+  if (weight_batched(call)) return nll_loss_forward_logical(call);
+  const auto reduction = call.arg("reduction").toInt();
+  c10::impl::ExcludeDispatchKeyGuard below(kBatchedKey);
+  const auto f = fold_nll(call);
+  auto args = call.args;
+  args[call.index("self")] = f.self;
+  args[call.index("target")] = f.target;
+  args[call.index("reduction")] = static_cast<int64_t>(at::Reduction::None);
+  auto losses = call.call_below(std::move(args))[0].toTensor();
+  const auto& logical = call.arg("target").toTensor().sizes();
+  if (reduction == at::Reduction::None) {
+    c10::DimVector shape{f.batch};
+    shape.append(logical.begin(), logical.end());
+    return {{losses.view(shape), 0}, {at::zeros({}, f.self.options()), std::nullopt}};
+  }
+  auto total = total_weights(call, f);
+  auto loss = losses.view({f.batch, f.per_example}).sum(1);
+  if (reduction == at::Reduction::Mean) loss = loss / total;
+  return {{loss, 0}, {total, 0}};
+}
+
+Outs nll_loss_backward(Call& call) {
+  if (weight_batched(call)) return nll_loss_backward_logical(call);
+  const auto reduction = call.arg("reduction").toInt();
+  c10::impl::ExcludeDispatchKeyGuard below(kBatchedKey);
+  const auto f = fold_nll(call);
+  auto [grad, g_bdim] = call.tensor("grad_output");
+  auto g = axis::materialize(grad, g_bdim, f.batch);  // [B] (sum, mean) or [B, *target] (none)
+  if (reduction == at::Reduction::Mean) {
+    auto [total, w_bdim] = call.tensor("total_weight");
+    g = g / axis::materialize(total, w_bdim, f.batch);
+  }
+  if (reduction != at::Reduction::None) g = g.unsqueeze(1).expand({f.batch, f.per_example});
+  auto args = call.args;
+  args[call.index("grad_output")] = g.reshape(f.target.sizes());
+  args[call.index("self")] = f.self;
+  args[call.index("target")] = f.target;
+  args[call.index("reduction")] = static_cast<int64_t>(at::Reduction::None);
+  args[call.index("total_weight")] = at::zeros({}, f.self.options());  // unread without a reduction
+  auto grad_self = call.call_below(std::move(args))[0].toTensor();
+  const auto& logical = call.arg("self").toTensor().sizes();
+  c10::DimVector shape{f.batch};
+  shape.append(logical.begin(), logical.end());
+  return {{grad_self.view(shape), 0}};
 }
 
 at::Tensor reduce(const at::Tensor& losses, int64_t reduction) {
