@@ -22,7 +22,7 @@ from ._pytree import (
     slice_argnums,
     tree_flatten,
     tree_leaves,
-    tree_map,
+    tree_map_tensors,
     tree_unflatten,
     treespec_pprint,
     with_torch_func_text,
@@ -200,14 +200,12 @@ def vjp_with_argnums(api: str, context: str, func: Callable, primals: tuple,
 
 def _lift(tree: Any, level: int) -> Any:
     """Every Tensor in `tree` as a GradTensor at `level`."""
-    return tree_map(lambda x: _C.wrap_for_grad(x, level) if isinstance(x, torch.Tensor) else x,
-                    tree)
+    return tree_map_tensors(lambda x: _C.wrap_for_grad(x, level), tree)
 
 
 def _unwrap(tree: Any, level: int) -> Any:
     """Every Tensor in `tree` with its GradTensor at `level` unwrapped; non-Tensors as is."""
-    return tree_map(lambda x: _C.unwrap_for_grad(x, level) if isinstance(x, torch.Tensor) else x,
-                    tree)
+    return tree_map_tensors(lambda x: _C.unwrap_for_grad(x, level), tree)
 
 
 def _require_grad(tree: Any) -> None:
