@@ -143,12 +143,8 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
 
     @wraps(func)
     def wrapper_fn(*args: Any) -> Any:
-        refuse_torch_func_mixing("jacfwd")
-        _error_if_complex("jacfwd", args, "inputs")
-        wrapped = wrap_argnums(argnums, len(args), f"jacfwd({name}, argnums={argnums!r})(*args)",
-                               name)
+        wrapped = _jacfwd_checks(name, argnums, args)
         context = f"jacfwd({name})(*args)"
-        _check_differentiable(context, args, wrapped, "or leave it out of argnums", forward=True)
         diff_positions = (wrapped,) if isinstance(wrapped, int) else wrapped
         flat_primals, primals_spec = tree_flatten(slice_argnums(args, wrapped))
 
@@ -200,6 +196,16 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
     return wrapper_fn
 
 
+def _jacfwd_checks(name: str, argnums: int | tuple[int, ...], args: tuple) -> int | tuple[int, ...]:
+    """jacfwd's checks of its arguments, in torch.func's order; returns argnums wrapped."""
+    refuse_torch_func_mixing("jacfwd")
+    _error_if_complex("jacfwd", args, "inputs")
+    wrapped = wrap_argnums(argnums, len(args), f"jacfwd({name}, argnums={argnums!r})(*args)", name)
+    _check_differentiable(f"jacfwd({name})(*args)", args, wrapped, "or leave it out of argnums",
+                          forward=True)
+    return wrapped
+
+
 def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool = False,
             chunk_size: int | None = None) -> Callable:
     """Hessian of ``func`` with respect to the positional argument(s) ``argnums``.
@@ -227,13 +233,8 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
 
     @wraps(func)
     def wrapper_fn(*args: Any) -> Any:
-        # torch.func's checks, in its order: the outer jacfwd's, then the inner jacrev's.
-        refuse_torch_func_mixing("jacfwd")
-        _error_if_complex("jacfwd", args, "inputs")
-        wrapped = wrap_argnums(argnums, len(args), f"jacfwd({name}, argnums={argnums!r})(*args)",
-                               name)
-        _check_differentiable(f"jacfwd({name})(*args)", args, wrapped, "or leave it out of argnums",
-                              forward=True)
+        # torch.func's checks, in its order: the outer jacfwd's (the inner jacrev's then pass).
+        wrapped = _jacfwd_checks(name, argnums, args)
         flat_hessians, flat_primals, primals_spec, output, aux = second_derivatives(
             "jacrev", f"jacrev({name})(*args)", func, args, wrapped, has_aux, chunk_size)
         flat_output, output_spec = tree_flatten(output)
