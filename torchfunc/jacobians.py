@@ -235,18 +235,17 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
     def wrapper_fn(*args: Any) -> Any:
         # torch.func's checks, in its order: the outer jacfwd's (the inner jacrev's then pass).
         wrapped = _jacfwd_checks(name, argnums, args)
-        flat_hessians, flat_primals, primals_spec, output, aux = second_derivatives(
-            "jacrev", f"jacrev({name})(*args)", func, args, wrapped, has_aux, chunk_size)
-        flat_output, output_spec = tree_flatten(output)
+        flat_hessians, flat_primals, primals_spec, output_shapes, output_spec, aux = second_derivatives(
+            name, func, args, wrapped, has_aux, chunk_size)
 
         def per_primal(blocks: list[Any]) -> Any:  # the structure of the differentiated args
             tree = tree_unflatten(list(blocks), primals_spec)
             return tree[0] if isinstance(argnums, int) else tree
 
         per_output = []
-        for o, out in enumerate(flat_output):
+        for o, out_shape in enumerate(output_shapes):
             per_output.append(per_primal([
-                per_primal([flat_hessians[o][i][k].view(out.shape + pi.shape + pk.shape)
+                per_primal([flat_hessians[o][i][k].view(out_shape + pi.shape + pk.shape)
                             for k, pk in enumerate(flat_primals)])
                 for i, pi in enumerate(flat_primals)]))
         result = tree_unflatten(per_output, output_spec)
@@ -265,13 +264,15 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
 # and the checks raise torch.func's errors first. Beyond it, as autograd's hessian: f runs
 # outside vmap, so random ops draw once, and f needs no forward-mode formulas.
 
-def second_derivatives(api: str, context: str, func: Callable, args: tuple, argnums: Any,
-                       has_aux: bool, chunk_size: int | None) -> tuple:
-    """(blocks, flat_primals, primals_spec, output, aux) for hessian: blocks[o][i][k] holds
-    d2 output_o / d primal_i d primal_k, flattened as (output_o.numel(), primal_i.numel(),
-    primal_k.numel()); the primals are the differentiated arguments' leaves, primals_spec
-    their structure (as_tuple, as jacrev builds its result)."""
-    name = fn_name(func)  # the caller has checked args as jacfwd does: jacrev's checks then pass
+def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has_aux: bool,
+                       chunk_size: int | None) -> tuple:
+    """(blocks, flat_primals, primals_spec, output_shapes, output_spec, aux) for hessian:
+    blocks[o][i][k] holds d2 output_o / d primal_i d primal_k, flattened as
+    (output_o.numel(), primal_i.numel(), primal_k.numel()); the primals are the
+    differentiated arguments' leaves, primals_spec their structure (as_tuple, as jacrev
+    builds its result). The caller has checked args as jacfwd does, so the inner jacrev's
+    checks of the arguments pass; those of the outputs are made here, in jacrev's words."""
+    context = f"jacrev({name})(*args)"
     record = torch.is_grad_enabled()  # outer levels and autograd record the second backward
     flat_primals, primals_spec = tree_flatten(slice_argnums(args, argnums))
     with grad_level() as level:
@@ -281,9 +282,9 @@ def second_derivatives(api: str, context: str, func: Callable, args: tuple, argn
         output, aux = _split_aux(_VJP, context, name, func(*primals), has_aux)
         if has_aux:
             _check_aux(context, name, aux)
-        flat_output, _ = tree_flatten(output)
+        flat_output, output_spec = tree_flatten(output)
         _check_vjp_outputs(context, name, output, flat_output, True)
-        _error_if_complex(api, flat_output, "outputs")
+        _error_if_complex("jacrev", flat_output, "outputs")
         flat_diff = tree_leaves(diff)
         first = _jacobian_rows(flat_output, flat_diff, chunk_size, create_graph=True)
         out_numels = [o.numel() for o in flat_output]
@@ -298,8 +299,8 @@ def second_derivatives(api: str, context: str, func: Callable, args: tuple, argn
                                                     flat_diff[k].numel())
                 for o, block in enumerate(_split(rows, out_numels)):
                     blocks[o][i].append(block)
-        result = (blocks, flat_primals, primals_spec, _unwrap(output, level), _unwrap(aux, level))
-    return result
+        output_shapes = [out.shape for out in flat_output]
+        return blocks, flat_primals, primals_spec, output_shapes, output_spec, _unwrap(aux, level)
 
 
 def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
