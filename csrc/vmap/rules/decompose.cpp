@@ -89,6 +89,23 @@ Folded fold_nll(const Call& call) {
   return {x, t, B, per_example};
 }
 
+// The op's arguments with self and target folded and no reduction.
+torch::jit::Stack folded_args(const Call& call, const Folded& f) {
+  auto args = call.args;
+  args[call.index("self")] = f.self;
+  args[call.index("target")] = f.target;
+  args[call.index("reduction")] = static_cast<int64_t>(at::Reduction::None);
+  return args;
+}
+
+// [B] followed by the logical sizes of argument `name`: a folded result split back out.
+c10::DimVector unfolded_shape(const Call& call, const Folded& f, std::string_view name) {
+  const auto logical = call.arg(name).toTensor().sizes();
+  c10::DimVector shape{f.batch};
+  shape.append(logical.begin(), logical.end());
+  return shape;
+}
+
 // Example b's total weight, [B].
 at::Tensor total_weights(const Call& call, const Folded& f) {
   const auto ignore_index = call.arg("ignore_index").toInt();
@@ -110,16 +127,9 @@ Outs nll_loss_forward(Call& call) {
   const auto reduction = call.arg("reduction").toInt();
   c10::impl::ExcludeDispatchKeyGuard below(kBatchedKey);
   const auto f = fold_nll(call);
-  auto args = call.args;
-  args[call.index("self")] = f.self;
-  args[call.index("target")] = f.target;
-  args[call.index("reduction")] = static_cast<int64_t>(at::Reduction::None);
-  auto losses = call.call_below(std::move(args))[0].toTensor();
-  const auto& logical = call.arg("target").toTensor().sizes();
+  auto losses = call.call_below(folded_args(call, f))[0].toTensor();
   if (reduction == at::Reduction::None) {
-    c10::DimVector shape{f.batch};
-    shape.append(logical.begin(), logical.end());
-    return {{losses.view(shape), 0}, {at::zeros({}, f.self.options()), std::nullopt}};
+    return {{losses.view(unfolded_shape(call, f, "target")), 0}, {at::zeros({}, f.self.options()), std::nullopt}};
   }
   auto total = total_weights(call, f);
   auto loss = losses.view({f.batch, f.per_example}).sum(1);
@@ -139,17 +149,11 @@ Outs nll_loss_backward(Call& call) {
     g = g / axis::materialize(total, w_bdim, f.batch);
   }
   if (reduction != at::Reduction::None) g = g.unsqueeze(1).expand({f.batch, f.per_example});
-  auto args = call.args;
+  auto args = folded_args(call, f);
   args[call.index("grad_output")] = g.reshape(f.target.sizes());
-  args[call.index("self")] = f.self;
-  args[call.index("target")] = f.target;
-  args[call.index("reduction")] = static_cast<int64_t>(at::Reduction::None);
   args[call.index("total_weight")] = at::zeros({}, f.self.options());  // unread without a reduction
   auto grad_self = call.call_below(std::move(args))[0].toTensor();
-  const auto& logical = call.arg("self").toTensor().sizes();
-  c10::DimVector shape{f.batch};
-  shape.append(logical.begin(), logical.end());
-  return {{grad_self.view(shape), 0}};
+  return {{grad_self.view(unfolded_shape(call, f, "self")), 0}};
 }
 
 at::Tensor reduce(const at::Tensor& losses, int64_t reduction) {

@@ -38,6 +38,17 @@ at::Tensor scaled_sum(const Call& call, const at::Tensor& product, int64_t rank)
 // A @ [M_1 ... M_B] (the batch moved into the columns), one mm each. Products whose
 // inner dim is 1 (the per-example weight gradients of a linear layer, grad^T @ x) are
 // outer products: a broadcast multiply, not a bmm of B rank-1 products.
+// a @ M_b for every b as one mm over the columns [M_1 ... M_B] (a [r, k], mb [B, k, n]),
+// plus column_bias ([B*n], the bias of column (b, j)) when it is defined: one addmm.
+at::Tensor columns_product(const at::Tensor& a, const at::Tensor& mb, const at::Tensor& column_bias) {
+  const auto B = mb.size(0);
+  const auto n = mb.size(2);
+  auto columns = mb.permute({1, 0, 2}).reshape({mb.size(1), B * n});
+  auto product = column_bias.defined() ? at::addmm(column_bias, a, columns) : a.mm(columns);
+  // Contiguous per example, as the op's own result: callers may view() it.
+  return product.view({a.size(0), B, n}).permute({1, 0, 2}).contiguous();
+}
+
 at::Tensor matrix_product(const Call& call, const char* left, const char* right) {
   auto [a, a_bdim] = call.tensor(left);
   auto [m, m_bdim] = call.tensor(right);
@@ -45,11 +56,7 @@ at::Tensor matrix_product(const Call& call, const char* left, const char* right)
     return axis::bdim_to_front(a, a_bdim) * axis::bdim_to_front(m, m_bdim);  // [B, r, 1] * [B, 1, c]
   }
   if (a_bdim || !m_bdim) return at::matmul(axis::bdim_to_front(a, a_bdim), axis::bdim_to_front(m, m_bdim));
-  auto mb = axis::bdim_to_front(m, m_bdim);  // [B, k, n]; a is [r, k]
-  const auto B = mb.size(0);
-  auto columns = mb.permute({1, 0, 2}).reshape({mb.size(1), B * mb.size(2)});
-  // Contiguous per example, as the op's own result: callers may view() it.
-  return a.mm(columns).view({a.size(0), B, mb.size(2)}).permute({1, 0, 2}).contiguous();
+  return columns_product(a, axis::bdim_to_front(m, m_bdim), at::Tensor());
 }
 
 at::Tensor matrix_vector_product(const Call& call, const char* matrix, const char* vector) {
@@ -73,8 +80,7 @@ Outs dot_rule(Call& call) {
 // operands are batched (an ensemble's layers), one addmm when only the left one is and
 // the bias is a row (the batch folds into the rows), and for an unbatched left operand
 // one addmm over the columns of NOTE [Products with one unbatched operand], each column
-// with its example's bias. Other cases (the
-// outer products of NOTE [Products with one unbatched operand], scaled sums) take
+// with its example's bias. Other cases (that NOTE's outer products, scaled sums) take
 // scaled_sum.
 std::optional<at::Tensor> fused_addmm(const Call& call) {
   if (!call.arg("beta").toScalar().equal(1) || !call.arg("alpha").toScalar().equal(1)) return std::nullopt;
@@ -96,11 +102,8 @@ std::optional<at::Tensor> fused_addmm(const Call& call) {
     auto mb = axis::bdim_to_front(m, m_bdim);  // [B, k, n]; a is [r, k]
     const auto B = mb.size(0);
     const auto n = mb.size(2);
-    auto columns = mb.permute({1, 0, 2}).reshape({mb.size(1), B * n});
     // The bias of column (b, j): a row [n] or one row per example [B, 1 or n].
-    auto column_bias = bias.expand({B, n}).reshape({B * n});
-    // Contiguous per example, as the op's own result: callers may view() it.
-    return at::addmm(column_bias, a, columns).view({a.size(0), B, n}).permute({1, 0, 2}).contiguous();
+    return columns_product(a, mb, bias.expand({B, n}).reshape({B * n}));
   }
   return std::nullopt;
 }
