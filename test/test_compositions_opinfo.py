@@ -25,7 +25,6 @@ VJP_XFAILS = Table(
           "as in torch.func"),
     base=[UNCOMPARABLE])
 VMAPVJP_XFAILS = Table(
-    xfail("nn.functional.batch_norm", reason="training mode updates unbatched running stats once per example: refused, as torch.func does"),
     base=[UNCOMPARABLE])
 JACREV_XFAILS = Table(
     base=[UNCOMPARABLE])

@@ -14,8 +14,6 @@ from opinfo_utils import UNCOMPARABLE, Table, ops_for, parametrize_ops, run_chec
 # The reasons were drafted from the failures by tools/xfail_suggester.py.
 VMAP_XFAILS = Table(
     xfail("__getitem__", reason="a batched boolean mask selects a different number of elements per example: data-dependent, refused with a clear error"),
-    xfail("_batch_norm_with_update", reason="training mode with unbatched running stats: one update per example is refused, as torch.func does"),
-    xfail("_native_batch_norm_legit", reason="training mode with unbatched running stats: one update per example is refused, as torch.func does"),
     xfail("allclose", reason="data-dependent: aten::allclose needs the value of a batched tensor"),
     xfail("argwhere", reason="data-dependent: aten::nonzero needs the value of a batched tensor"),
     xfail("as_strided", reason="explicit storage offsets: torchfunc applies them per example, the loop reference to the one storage the stacked examples share"),
@@ -26,15 +24,9 @@ VMAP_XFAILS = Table(
     xfail("histogramdd", reason="vmap: aten::_histogramdd_bin_edges has no batching rule, and the per-example fallback cannot run it because it"),
     xfail("item", reason="data-dependent: aten::item needs the value of a batched tensor"),
     xfail("masked_select", reason="data-dependent: aten::masked_select needs the value of a batched tensor"),
-    xfail("native_batch_norm", reason="training mode with unbatched running stats: one update per example is refused, as torch.func does"),
     xfail("native_group_norm", reason="the loop reference is wrong: torch's CPU native_group_norm reads a non-contiguous weight (sliced along dim 1) as if contiguous; torchfunc gives the contiguous-weight result"),
-    xfail("nn.functional.batch_norm", reason="training mode with unbatched running stats: one update per example is refused, as torch.func does"),
     xfail("nn.functional.ctc_loss", reason="with batched target lengths the per-example outputs differ in shape (data-dependent), refused with a clear error"),
-    xfail("nn.functional.embedding", reason="aten::embedding_renorm_ writes a batched value into an unbatched tensor"),
-    xfail("nn.functional.embedding_bag", reason="aten::embedding_renorm_ writes a batched value into an unbatched tensor"),
-    xfail("nn.functional.instance_norm", reason="training mode with unbatched running stats: one update per example is refused, as torch.func does"),
     xfail("nonzero", reason="data-dependent: aten::nonzero needs the value of a batched tensor"),
-    xfail("nonzero_static", reason="data-dependent: aten::nonzero_static needs the value of a batched tensor"),
     xfail("repeat_interleave", reason="data-dependent: aten::repeat_interleave.Tensor needs the value of a batched tensor"),
     xfail("resize_", reason="resize_ to a new shape of examples that are not contiguous one after another raises: eager resize_ reinterprets the memory the examples share"),
     xfail("resize_as_", reason="aten::resize_as_ writes a batched value into an unbatched tensor"),
@@ -52,18 +44,13 @@ VMAP_INPLACE_XFAILS = Table(
 # Ops that work but only through the slow per-example fallback. A failure with the
 # fallback is also one without it, so these tables extend the ones above.
 VMAP_HAS_BATCH_RULE_XFAILS = Table(
-    xfail("_chunk_cat", reason="no batching rule for aten::_chunk_cat: only the per-example fallback runs it"),
-    xfail("_unsafe_masked_index_put_accumulate", reason="it decomposes into aten::index_put, which loops with batched indices"),
     xfail("as_strided_copy", reason="no batching rule for aten::as_strided_copy: only the per-example fallback runs it"),
-    xfail("hash_tensor", reason="no batching rule for aten::hash_tensor: only the per-example fallback runs it"),
     xfail("histogram", reason="no batching rule for aten::histogram.bin_ct: only the per-example fallback runs it"),
-    xfail("index_put", reason="aten::index_put loops with batched indices (its rule batches self and values only)"),
-    xfail("linalg.ldl_solve", reason="no batching rule for aten::linalg_ldl_solve: only the per-example fallback runs it"),
+    xfail("nn.functional.embedding_bag", reason="no batching rule for aten::_embedding_bag_forward_only: only the per-example fallback runs it"),
     xfail("to_sparse", reason="no batching rule for aten::_to_sparse: only the per-example fallback runs it"),
     base=[VMAP_XFAILS])
 VMAP_INPLACE_HAS_BATCH_RULE_XFAILS = Table(
     xfail("floor_divide", reason="no batching rule for aten::floor_divide_.Tensor: only the per-example fallback runs it"),
-    xfail("index_put", reason="aten::index_put_ loops with batched indices (its rule batches self and values only)"),
     base=[VMAP_INPLACE_XFAILS])
 
 OPS = ops_for("vmap")

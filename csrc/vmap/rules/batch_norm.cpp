@@ -11,13 +11,24 @@
 // other shape (the empty save_mean of eval mode, the reserve) is not per example.
 // The gradient of a shared weight comes out per example, which is what vmap(grad)
 // asks for. In training mode the running stats are updated in place; batched stats
-// are updated through their folded copy and copied back, and unbatched ones would
-// take one update per example: refused with torch.func's error.
+// are updated through their folded copy and copied back.
+//
+// NOTE [Shared running stats take one update per example]
+// Unbatched running stats in training mode are shared by every example: the loop
+// vmap stands for updates them once per example, in order,
+//   r <- (1 - m) r + m s_b   for b = 0 .. B-1   (s_b: example b's batch mean or
+//                                               unbiased variance, m: momentum),
+// which unrolls to r_B = (1 - m)^B r_0 + sum_b (1 - m)^(B-1-b) m s_b. The folded
+// kernel updates a zero [B*C] copy of each shared stat, which leaves m s_b in it
+// (the kernel's own statistics and formula); the rule then writes the sum above into
+// the shared stat. torch.func refuses this case; the result here is the loop's, up to
+// float rounding.
 #include "../axis.h"
 #include "../rule.h"
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <string_view>
 
 namespace torchfunc {
@@ -54,6 +65,9 @@ Outs batch_norm_rule(Call& call) {
   auto args = call.args;
   // (physical value, folded copy) of each batched running stat updated in place.
   c10::SmallVector<std::pair<at::Tensor, at::Tensor>, 2> updated;
+  // (shared stat, zero folded copy) of each unbatched running stat updated in place
+  // (NOTE [Shared running stats take one update per example]).
+  c10::SmallVector<std::pair<at::Tensor, at::Tensor>, 2> shared;
   for (size_t i = 0; i < sargs.size(); ++i) {
     const std::string_view name = sargs[i].name();
     if (name == "input" || name == "grad_out") {
@@ -63,13 +77,12 @@ Outs batch_norm_rule(Call& call) {
       auto t = call.optional_tensor(i);
       if (!t) continue;
       const bool running = name == "running_mean" || name == "running_var";
-      TORCH_CHECK(!(training && running && !t->second.has_value()),
-                  "Batch norm got a batched tensor as input while the running_mean or running_var, which "
-                  "will be updated in place, were not batched.\nIf you are using a module and do not need "
-                  "eval mode, please set `track_running_stats` to be False.If you are using a prebuilt "
-                  "module and do not need eval mode, please see the functorch website for resources on how "
-                  "to patch your module to work with vmap (torchfunc: ", call.name(), " at vmap level ",
-                  call.level, "; torchfunc.replace_all_batch_norm_modules_(model) does that patch.)");
+      if (training && running && !t->second.has_value()) {
+        auto zero = at::zeros({B * channels}, t->first.options());
+        shared.emplace_back(t->first, zero);
+        args[i] = zero;
+        continue;
+      }
       auto folded = axis::fold_into(axis::materialize(t->first, t->second, B), 0).contiguous();
       if (training && running) updated.emplace_back(axis::bdim_to_front(t->first, t->second), folded);
       args[i] = folded;
@@ -77,7 +90,16 @@ Outs batch_norm_rule(Call& call) {
   }
   auto r = call.call_below(std::move(args));
   for (auto& [physical, folded] : updated) {
-    physical.copy_(folded.view({B, channels}));
+    // A folded copy that is a view of the stat (one channel, say) was updated in place.
+    if (!folded.is_alias_of(physical)) physical.copy_(folded.view({B, channels}));
+  }
+  if (!shared.empty()) {
+    const double keep = 1.0 - call.arg("momentum").toDouble();
+    // (1 - m)^(B-1-b) for b = 0 .. B-1, a column over the examples.
+    auto decay = at::pow(keep, at::arange(B - 1, -1, -1, shared[0].first.options())).unsqueeze(1);
+    for (auto& [stat, steps] : shared) {
+      stat.mul_(std::pow(keep, static_cast<double>(B))).add_((decay * steps.view({B, channels})).sum(0));
+    }
   }
 
   const auto folded_numel = B * channels;

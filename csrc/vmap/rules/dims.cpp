@@ -198,7 +198,7 @@ void add_dim_rules(std::vector<RuleEntry>& t) {
                          "linalg_vector_norm", "norm.ScalarOpt_dim", "norm.ScalarOpt_dim_dtype",
                          "any.dims", "all.dims", "any.dim", "all.dim", "count_nonzero.dim_IntList",
                          "prod.dim_int", "max.dim", "min.dim", "median.dim", "nanmedian.dim", "mode",
-                         "kthvalue"}) {
+                         "kthvalue", "hash_tensor"}) {
     t.push_back({op, &reduce_rule});
   }
   for (const char* op : {"cumsum", "cumprod", "cummax", "cummin", "logcumsumexp", "_softmax",

@@ -1,10 +1,14 @@
 // Ops that return no tensor, and those whose result depends on the values of a batched
 // tensor (Python control flow on tensors, data-dependent output shapes): a value every
 // example shares, or a clear error, not a loop that would fail later or silently pick
-// one example.
+// one example; and nonzero_static, whose values depend on the data but whose shape
+// does not.
 #include "../../errors.h"
 #include "../fallback.h"
+#include "../axis.h"
 #include "../rule.h"
+
+#include <ATen/ATen.h>
 
 namespace torchfunc {
 namespace {
@@ -37,6 +41,36 @@ Outs uniform_scalar_rule(Call& call) {
   return {{*first, std::nullopt}};
 }
 
+// nonzero_static: the coordinates of an example's first `size` nonzero elements, in
+// row-major order, padded with fill_value rows; [size, rank] whatever the values. A
+// stable sort of the flat positions with the nonzero ones first picks them for every
+// example at once; the picked positions unravel into coordinates.
+Outs nonzero_static_rule(Call& call) {
+  const auto B = call.batch_size;
+  const auto& logical = call.arg("self").toTensor();
+  const int64_t size = call.arg("size").toInt();
+  const int64_t fill = call.arg("fill_value").toInt();
+  TORCH_CHECK(size >= 0, "nonzero_static: 'size' must be an non-negative integer");
+  auto [self, bdim] = call.tensor("self");
+  const int64_t numel = logical.numel();
+  auto nonzero = axis::materialize(self, bdim, B).reshape({B, numel}).ne(0);
+  auto longs = nonzero.options().dtype(at::kLong);
+  auto out = at::full({B, size, logical.dim()}, fill, longs);
+  const int64_t picked = std::min(size, numel);
+  if (picked == 0 || logical.dim() == 0) return {{out, 0}};
+  auto order = std::get<1>(nonzero.logical_not().to(at::kByte).sort(std::optional<bool>(true), /*dim=*/1)).narrow(1, 0, picked);
+  auto found = nonzero.gather(1, order).unsqueeze(2);
+  // Row-major coordinates of each picked flat position.
+  std::vector<at::Tensor> coords;
+  int64_t stride = numel;
+  for (int64_t d = 0; d < logical.dim(); ++d) {
+    stride /= std::max<int64_t>(logical.size(d), 1);
+    coords.push_back(order.div(stride, "floor").remainder(logical.size(d)));
+  }
+  out.narrow(1, 0, picked).copy_(at::where(found, at::stack(coords, 2), fill));
+  return {{out, 0}};
+}
+
 // Metadata queries answer for the logical (per-example) tensors.
 Outs is_same_size_rule(Call& call) {
   return {{c10::IValue(call.args[0].toTensor().sizes() == call.args[1].toTensor().sizes()), std::nullopt}};
@@ -58,7 +92,9 @@ void add_dynamic_rules(std::vector<RuleEntry>& t) {
                          "_nested_tensor_from_mask_left_aligned"}) {
     t.push_back({op, &uniform_scalar_rule});
   }
-  for (const char* op : {"nonzero", "nonzero_static",
+  t.push_back({"nonzero_static", &nonzero_static_rule, RuleKind::Physical, nullptr,
+               {"self", "size", "fill_value"}});
+  for (const char* op : {"nonzero",
                          "_unique", "_unique2", "unique_dim", "unique_consecutive",
                          "unique_dim_consecutive", "bincount", "repeat_interleave.Tensor",
                          "_assert_async", "_assert_async.msg"}) {

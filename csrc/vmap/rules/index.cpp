@@ -40,6 +40,17 @@ Outs stack_rule(Call& call) {
   return {{at::stack(ts, axis::physical_dim(call.args[1].toInt(), rank + 1)), 0}};
 }
 
+// _chunk_cat chunks each tensor along dim and flattens each chunk's dims from dim on:
+// the dims before dim, which all tensors share, gain the batch dim in front.
+Outs chunk_cat_rule(Call& call) {
+  if (call.arg("tensors").toTensorList().empty()) return loop_rule(call);  // the op's own error
+  int64_t rank = 0;
+  auto ts = materialized_list(call, call.index("tensors"), &rank, /*skip_legacy_empty=*/false);
+  const auto first = call.arg("tensors").toTensorList().get(0);
+  const int64_t dim = c10::maybe_wrap_dim(call.arg("dim").toInt(), first.dim()) + 1;
+  return {{at::_chunk_cat(ts, dim, call.arg("num_chunks").toInt()), 0}};
+}
+
 Outs index_select_rule(Call& call) {
   auto [value, bdim] = call.tensor(0);
   auto [index, index_bdim] = call.tensor(2);
@@ -113,13 +124,157 @@ Outs index_rule(Call& call) {
 
 // self[indices] = values with unbatched integer indices: a None in front keeps the
 // batch dim, and batched values gain size-1 dims up to the rank of the indexed region.
-// Batched or boolean-batched indices loop.
+// Batched integer indices take index_put_batched_indices, a batched mask alone
+// index_put_batched_mask; a batched mask beside other indices loops.
 //
 // NOTE [Indexing puts separated indices first]
 // When indices are separated by a slice (x[:, i, :, j]), advanced indexing puts the
 // broadcast index dims first and the sliced dims after them, in order. Physically the
 // batch dim is the first sliced dim, so it sits right after the index dims: values
 // [B, *index, *sliced] become [*index, B, *sliced].
+// NOTE [index_put with batched indices]
+// Per example, x[i0, .., ik] = v writes v, broadcast to the indexed shape, where the
+// example's indexed shape is: the sliced dims before the indices, the indices'
+// broadcast shape S, the dims after (adjacent indices); or S, then every sliced dim
+// in order (indices separated by a slice). Physically every dim up to the last index
+// gets an index tensor: an arange over the batch in front, an arange for each sliced
+// dim among them, each placed where its dim sits in that indexed shape, and each
+// original index (batched ones with their batch dim in front) viewed with size-1 dims
+// around S. The broadcast of all of them is [B, indexed shape up to the trailing
+// dims], so the values, batch in front, broadcast to it unchanged: one index_put.
+Outs index_put_batched_indices(Call& call, const c10::List<std::optional<at::Tensor>>& indices) {
+  const auto B = call.batch_size;
+  std::vector<size_t> positions;
+  int64_t index_rank = 0;
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const std::optional<at::Tensor> idx = indices[i];
+    if (!idx.has_value() || !idx->defined()) continue;
+    positions.push_back(i);
+    index_rank = std::max<int64_t>(index_rank, idx->dim());
+  }
+  bool adjacent = true;
+  for (size_t k = 1; k < positions.size(); ++k) adjacent &= positions[k] == positions[k - 1] + 1;
+  const size_t last = positions.back();
+  const auto& logical = call.arg("self").toTensor();
+  // The sliced dims up to the last index: before the indices (adjacent) or among them.
+  std::vector<size_t> sliced;
+  for (size_t d = 0; d < last; ++d) {
+    if (!indices[d].has_value() || !indices[d]->defined()) sliced.push_back(d);
+  }
+  // Layout of the broadcast index shape: [B, sliced..., S] (adjacent) or [B, S, sliced...].
+  const int64_t rank = 1 + static_cast<int64_t>(sliced.size()) + index_rank;
+  const int64_t first_sliced = adjacent ? 1 : 1 + index_rank;
+  const int64_t first_index = adjacent ? 1 + static_cast<int64_t>(sliced.size()) : 1;
+  auto longs = call.tensor("self").first.options().dtype(at::kLong);
+  auto placed = [&](const at::Tensor& t, int64_t at_dim) {
+    std::vector<int64_t> shape(rank, 1);
+    shape[at_dim] = t.size(0);
+    return t.view(shape);
+  };
+  c10::List<std::optional<at::Tensor>> physical;
+  physical.push_back(placed(at::arange(B, longs), 0));
+  size_t next_sliced = 0;
+  for (size_t d = 0; d <= last; ++d) {
+    const std::optional<at::Tensor> idx = indices[d];
+    if (!idx.has_value() || !idx->defined()) {
+      physical.push_back(placed(at::arange(logical.size(d), longs), first_sliced + next_sliced++));
+      continue;
+    }
+    auto [iv, ib] = unwrap_at(*idx, call.level);
+    auto front = axis::pad_to_rank(ib.has_value() ? axis::bdim_to_front(iv, ib) : iv.unsqueeze(0), index_rank);
+    // [B|1, S] -> [B|1, 1 (each sliced dim before S), S, 1 (each sliced dim after S)]
+    auto shape = front.sizes().vec();
+    shape.insert(shape.begin() + 1, first_index - 1, 1);
+    shape.resize(rank, 1);
+    physical.push_back(front.reshape(shape));
+  }
+  const bool inplace = is_inplace(call.schema());
+  auto [self, self_bdim] = call.tensor("self");
+  TORCH_CHECK(!inplace || self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
+  auto [values, values_bdim] = call.tensor("values");
+  // The example's indexed shape: the broadcast index shape, then the trailing dims.
+  const int64_t indexed_rank = rank - 1 + logical.dim() - static_cast<int64_t>(last) - 1;
+  auto args = call.args;
+  args[call.index("self")] = axis::materialize(self, self_bdim, B);
+  args[call.index("indices")] = physical;
+  args[call.index("values")] = axis::pad_to_rank(axis::materialize(values, values_bdim, B), indexed_rank);
+  if (inplace) {
+    call.call_below(std::move(args));
+    return {{call.args[0], std::nullopt}};
+  }
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
+size_t defined_count(const c10::List<std::optional<at::Tensor>>& indices) {
+  size_t n = 0;
+  for (const std::optional<at::Tensor> idx : indices) n += idx.has_value() && idx->defined();
+  return n;
+}
+
+// NOTE [index_put with a batched mask]
+// Per example, x[:, .., mask] = v (p sliced dims, then a mask over k dims) writes
+// the rows the mask picks, in row-major order, with v broadcast to [*pre, count,
+// *post]. Moving the batch dim of x to just before the masked dims makes the
+// batched mask [B, *mask] one mask over k + 1 dims whose rows are the examples'
+// rows in order. The values follow: broadcast along the count (a size-1 dim there)
+// they are gathered by each row's example; otherwise every example must pick the
+// same number of rows, its values' count, and the examples' values lie one after
+// another. A mask mixed with other indices loops.
+Outs index_put_batched_mask(Call& call, size_t p) {
+  const auto B = call.batch_size;
+  const auto& logical = call.arg("self").toTensor();
+  auto [mask, mask_bdim] = unwrap_at(*call.arg("indices").toOptionalTensorList().get(p), call.level);
+  mask = axis::bdim_to_front(mask, mask_bdim);
+  if (mask.scalar_type() != at::kBool) mask = mask.to(at::kBool);
+  const int64_t k = mask.dim() - 1;
+  const int64_t pre = static_cast<int64_t>(p);
+  const int64_t post = logical.dim() - pre - k;
+  const bool inplace = is_inplace(call.schema());
+  auto [self, self_bdim] = call.tensor("self");
+  TORCH_CHECK(!inplace || self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
+  auto moved = axis::materialize(self, self_bdim, B).movedim(0, pre);
+  // The values, batch in front, over an example's indexed shape [*pre, count, *post].
+  auto [values, values_bdim] = call.tensor("values");
+  auto v = axis::pad_to_rank(axis::materialize(values, values_bdim, B), pre + 1 + post);
+  const auto counts = mask.reshape({B, -1}).sum(1);
+  at::Tensor rows;
+  if (v.size(pre + 1) == 1) {
+    // Broadcast along the count: row j takes the values of its example.
+    const auto example_of_row = at::repeat_interleave(counts);
+    rows = v.squeeze(pre + 1).index_select(0, example_of_row).movedim(0, pre);
+  } else {
+    const int64_t count = v.size(pre + 1);
+    const auto differs = (counts != count).nonzero();
+    if (differs.numel() > 0) {
+      const auto b = differs[0].item<int64_t>();
+      std::vector<int64_t> result(logical.sizes().begin(), logical.sizes().begin() + pre);
+      result.push_back(counts[b].item<int64_t>());
+      result.insert(result.end(), logical.sizes().end() - post, logical.sizes().end());
+      TORCH_CHECK(false, "shape mismatch: value tensor of shape ", call.arg("values").toTensor().sizes(),
+                  " cannot be broadcast to indexing result of shape ", c10::IntArrayRef(result),
+                  " (torchfunc: ", call.name(), " at vmap level ", call.level, ", example ", b,
+                  ": a batched mask must pick the same number of elements in every example unless the values "
+                  "broadcast over them)");
+    }
+    auto shape = v.sizes().vec();
+    for (int64_t d = 1; d <= pre; ++d) shape[d] = logical.size(d - 1);
+    for (int64_t d = 0; d < post; ++d) shape[pre + 2 + d] = logical.size(pre + k + d);
+    rows = v.expand(shape).movedim(0, pre).flatten(pre, pre + 1);
+  }
+  c10::List<std::optional<at::Tensor>> physical;
+  for (int64_t d = 0; d < pre; ++d) physical.push_back(std::nullopt);
+  physical.push_back(mask);
+  auto args = call.args;
+  args[call.index("self")] = moved;
+  args[call.index("indices")] = physical;
+  args[call.index("values")] = rows;
+  if (inplace) {
+    call.call_below(std::move(args));
+    return {{call.args[0], std::nullopt}};
+  }
+  return {{call.call_below(std::move(args))[0], pre}};
+}
+
 Outs index_put_rule(Call& call) {
   // An unbatched boolean mask over k dims selects the same positions in every
   // example: its k lists of coordinates, as torch expands it.
@@ -138,9 +293,10 @@ Outs index_put_rule(Call& call) {
   for (size_t i = 0; i < indices.size(); ++i) {
     const std::optional<at::Tensor> idx = indices[i];
     if (!idx.has_value() || !idx->defined()) continue;
-    if (batched_at(*idx, call.level) || idx->scalar_type() == at::kBool || idx->scalar_type() == at::kByte) {
-      return loop_rule(call);
+    if (idx->scalar_type() == at::kBool || idx->scalar_type() == at::kByte) {
+      return positions.empty() && defined_count(indices) == 1 ? index_put_batched_mask(call, i) : loop_rule(call);
     }
+    if (batched_at(*idx, call.level)) return index_put_batched_indices(call, indices);
     positions.push_back(i);
     index_rank = std::max<int64_t>(index_rank, idx->dim());
   }
@@ -425,12 +581,13 @@ Outs as_strided_scatter_rule(Call& call) {
 void add_index_rules(std::vector<RuleEntry>& t) {
   t.push_back({"cat", &cat_rule});
   t.push_back({"stack", &stack_rule});
+  t.push_back({"_chunk_cat", &chunk_cat_rule, RuleKind::Physical, nullptr, {"tensors", "dim", "num_chunks"}});
   t.push_back({"index_select", &index_select_rule});
   t.push_back({"index.Tensor", &index_rule, RuleKind::Physical,
                "with batched indices that are not adjacent or do not start at the first indexed dim"});
   for (const char* op : {"index_put", "index_put_", "_index_put_impl_"}) {
-    t.push_back({op, &index_put_rule, RuleKind::Physical,
-                 "with batched or batched boolean indices"});
+    t.push_back({op, &index_put_rule, RuleKind::Physical, "with a batched mask beside other indices",
+                 {"self", "indices", "values"}});
   }
   for (const char* op : {"index_add", "index_add_", "index_copy", "index_copy_", "index_fill.int_Scalar",
                          "index_fill_.int_Scalar", "index_fill.int_Tensor", "index_fill_.int_Tensor"}) {

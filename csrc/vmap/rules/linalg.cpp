@@ -5,6 +5,7 @@
 #include "../rule.h"
 
 #include <ATen/ATen.h>
+#include <ATen/ExpandUtils.h>
 
 #include <cmath>
 
@@ -169,6 +170,31 @@ Outs cdist_backward_rule(Call& call) {
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
+// linalg_ldl_solve: LD [*, n, n], pivots [*, n] and B [*, n, k] with batch dims that
+// broadcast. The kernel's broadcasting of LD's batch against B's is fragile (it reads
+// out of bounds for some shapes), so all three are expanded to the batch dims of the
+// result, vmap's first, and made contiguous.
+Outs ldl_solve_rule(Call& call) {
+  const auto B = call.batch_size;
+  const std::pair<const char*, int64_t> operands[] = {{"LD", 2}, {"pivots", 1}, {"B", 2}};
+  c10::DimVector batch;
+  for (const auto& [name, core] : operands) {
+    const auto sizes = call.arg(name).toTensor().sizes();
+    batch = at::infer_size_dimvector(batch, sizes.slice(0, sizes.size() - core));
+  }
+  batch.insert(batch.begin(), B);
+  auto args = call.args;
+  for (const auto& [name, core] : operands) {
+    const auto i = call.index(name);
+    auto [value, bdim] = call.tensor(i);
+    auto v = axis::materialize(value, bdim, B);
+    c10::DimVector shape(batch);
+    shape.append(v.sizes().end() - core, v.sizes().end());
+    args[i] = axis::pad_to_rank(v, static_cast<int64_t>(shape.size()) - 1).expand(shape).contiguous();
+  }
+  return {{call.call_below(std::move(args))[0], 0}};
+}
+
 // NOTE [pdist as pairs of rows]
 // pdist of [N, M] examples is the p-norm of x[i] - x[j] over the pairs i < j, in
 // triu_indices order: for [B, N, M] that is one gather of the pairs and one
@@ -308,6 +334,7 @@ void add_linalg_rules(std::vector<RuleEntry>& t) {
   t.push_back({"_cdist_forward", &cdist_forward_rule, RuleKind::Physical, nullptr, {"x1", "x2"}});
   t.push_back({"_euclidean_dist", &cdist_forward_rule, RuleKind::Physical, nullptr, {"x1", "x2"}});
   t.push_back({"_cdist_backward", &cdist_backward_rule, RuleKind::Physical, nullptr, {"grad", "x1", "x2", "cdist"}});
+  t.push_back({"linalg_ldl_solve", &ldl_solve_rule, RuleKind::Physical, nullptr, {"LD", "pivots", "B"}});
   t.push_back({"_pdist_forward", &pdist_forward_rule, RuleKind::Physical, nullptr, {"self", "p"}});
   t.push_back({"_pdist_backward", &pdist_backward_rule, RuleKind::Physical, nullptr, {"grad", "self", "p", "pdist"}});
   t.push_back({"linalg_pinv.atol_rtol_tensor", &pinv_rule, RuleKind::Physical, nullptr, {"self", "atol", "rtol"}});

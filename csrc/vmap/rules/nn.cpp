@@ -9,6 +9,7 @@
 // and the per-example weight gradient of per-sample-gradient computations) fold
 // it into the channels instead and run B independent groups:
 // input [N, B*C, ...], weight [B*O, C/g, ...], groups B*g.
+#include "../../op_traits.h"
 #include "../axis.h"
 #include "../rule.h"
 
@@ -153,9 +154,15 @@ Outs multilabel_margin_loss_backward_rule(Call& call) {
 }
 
 // unfold_backward: the batch dim in front of grad_in and of input_sizes, dim shifted.
+// A 0-dim example unfolds into its one window of size 1, [1]: its gradient is that
+// window's.
 Outs unfold_backward_rule(Call& call) {
   auto sizes = call.arg("input_sizes").toDimVector();
-  if (sizes.empty()) return loop_rule(call);
+  if (sizes.empty()) {
+    auto [grad, bdim] = call.tensor("grad_in");
+    if (call.arg("size").toInt() != 1) return loop_rule(call);  // the op's own error
+    return {{axis::materialize(grad, bdim, call.batch_size).reshape({call.batch_size}), 0}};
+  }
   const int64_t dim = c10::maybe_wrap_dim(call.arg("dim").toInt(), static_cast<int64_t>(sizes.size()));
   sizes.insert(sizes.begin(), call.batch_size);
   auto [grad, bdim] = call.tensor("grad_in");
@@ -241,6 +248,39 @@ Outs embedding_rule(Call& call) {
   // padding_idx only matters for the backward (embedding_dense_backward's rule).
   args[2] = int64_t{-1};
   return {{call.call_below(std::move(args))[0], 0}};
+}
+
+// NOTE [embedding_renorm_ under vmap]
+// embedding_renorm_ scales each row of the table that an index names and whose norm
+// exceeds max_norm down to max_norm; a row already at most max_norm is left alone, so
+// renorming a row twice is renorming it once. With a shared table the loop over the
+// examples therefore renorms every row named by any example, once: one call with every
+// example's indices. Per-example tables are one stacked table [B*V, D] with each
+// example's indices offset by b*V (as embedding's rule does), renormed in place and
+// copied back when the stacked view is not the value itself. The functional form
+// renorms each example's copy of the table by that example's indices alone.
+Outs embedding_renorm_rule(Call& call) {
+  const auto B = call.batch_size;
+  auto [weight, weight_bdim] = call.tensor("self");
+  auto [indices, indices_bdim] = call.tensor("indices");
+  const bool inplace = is_inplace(call.schema());
+  const double max_norm = call.arg("max_norm").toDouble();
+  const double norm_type = call.arg("norm_type").toDouble();
+  if (!weight_bdim.has_value() && inplace) {
+    at::embedding_renorm_(weight, axis::bdim_to_front(indices, indices_bdim).reshape({-1}), max_norm, norm_type);
+    return {{call.args[0], std::nullopt}};
+  }
+  auto front = axis::materialize(weight, weight_bdim, B);
+  const auto rows = front.size(1);
+  const bool direct = inplace && front.is_contiguous();
+  auto stacked = front.reshape({B * rows, front.size(2)});
+  if (!direct) stacked = stacked.clone(at::MemoryFormat::Contiguous);
+  auto idx = axis::materialize(indices, indices_bdim, B).reshape({B, -1});
+  idx = idx + at::arange(B, idx.options()).mul(rows).unsqueeze(1);
+  at::embedding_renorm_(stacked, idx.reshape({-1}), max_norm, norm_type);
+  if (!inplace) return {{stacked.view(front.sizes()), 0}};
+  if (!direct) front.copy_(stacked.view(front.sizes()));
+  return {{call.args[0], std::nullopt}};
 }
 
 // Per-example weight gradients of an embedding: offset indices into B stacked tables.
@@ -396,6 +436,10 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
   t.push_back({"convolution", &convolution_rule});
   t.push_back({"convolution_backward", &convolution_backward_rule});
   t.push_back({"embedding", &embedding_rule});
+  for (const char* op : {"embedding_renorm_", "embedding_renorm"}) {
+    t.push_back({op, &embedding_renorm_rule, RuleKind::Physical, nullptr,
+                 {"self", "indices", "max_norm", "norm_type"}});
+  }
   t.push_back({"embedding_dense_backward", &embedding_dense_backward_rule, RuleKind::Physical, nullptr,
                {"grad_output", "indices", "num_weights", "padding_idx"}});
   t.push_back({"native_layer_norm", &native_layer_norm_rule});
@@ -437,8 +481,9 @@ void add_nn_rules(std::vector<RuleEntry>& t) {
                nullptr, {"self", "target", "reduction"}});
   t.push_back({"multilabel_margin_loss_backward", &multilabel_margin_loss_backward_rule, RuleKind::Physical,
                nullptr, {"grad_output", "self", "target", "reduction", "is_target"}});
-  t.push_back({"unfold_backward", &unfold_backward_rule, RuleKind::Physical, "with 0-dim examples",
-               {"grad_in", "input_sizes", "dim"}});
+  t.push_back({"unfold_backward", &unfold_backward_rule, RuleKind::Physical,
+               "with 0-dim examples unfolded into windows of size other than 1 (the op's error)",
+               {"grad_in", "input_sizes", "dim", "size"}});
   t.push_back({"_pack_padded_sequence", &pack_padded_sequence_rule, RuleKind::Physical, "with batched lengths",
                {"input", "lengths"}});
   t.push_back({"_pack_padded_sequence_backward", &pack_padded_sequence_backward_rule, RuleKind::Physical,
