@@ -254,12 +254,80 @@ void peel_lengths(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   front_fallback(op, stack);
 }
 
+// NOTE [cov's degrees of freedom under transforms]
+// cov's composite kernel zeroes norm_factor when it is <= 0 (after a warning), a test
+// it makes with is_scalar_tensor_true: under vmap that reads a batched value, refused
+// when the examples' weights give different answers. Here the same formula takes a
+// where instead, and the warning is decided on the values of every example at once.
+// The kernel's checks on the weights (non-negative, a non-zero sum) stay as they are:
+// they hold for every example or the op's error stands.
+at::Tensor all_examples(at::Tensor t) {
+  for (;;) {
+    if (auto* g = maybe_grad_tensor(t)) {
+      t = g->value();
+    } else if (auto* b = maybe_batched(t)) {
+      t = b->value();
+    } else {
+      return t;
+    }
+  }
+}
+
+at::Tensor cov_decomposition(const at::Tensor& self, int64_t correction, const std::optional<at::Tensor>& fweights,
+               const std::optional<at::Tensor>& aweights) {
+  TORCH_CHECK(self.dim() <= 2, "cov(): expected input to have two or fewer dimensions but got an input with ",
+              self.dim(), " dimensions");
+  TORCH_CHECK(self.scalar_type() != at::kBool, "cov(): bool dtype is not supported for input");
+  const auto in = self.dim() < 2 ? self.view({1, -1}) : self;
+  const int64_t observations = in.size(1);
+  at::Tensor w;
+  if (fweights.has_value() && fweights->defined()) {
+    w = *fweights;
+    TORCH_CHECK(w.dim() <= 1, "cov(): expected fweights to have one or fewer dimensions but got fweights with ",
+                w.dim(), " dimensions");
+    TORCH_CHECK(at::isIntegralType(w.scalar_type(), false), "cov(): expected fweights to have integral dtype but got fweights with ",
+                w.scalar_type(), " dtype");
+    TORCH_CHECK(w.numel() == observations, "cov(): expected fweights to have the same numel as there are observations in the input but got ",
+                w.numel(), " != ", observations);
+    TORCH_CHECK(observations == 0 || w.min().ge(0).item<bool>(), "cov(): fweights cannot be negative");
+  }
+  if (aweights.has_value() && aweights->defined()) {
+    const auto& aw = *aweights;
+    TORCH_CHECK(aw.dim() <= 1, "cov(): expected aweights to have one or fewer dimensions but got aweights with ",
+                aw.dim(), " dimensions");
+    TORCH_CHECK(at::isFloatingType(aw.scalar_type()), "cov(): expected aweights to have floating point dtype but got aweights with ",
+                aw.scalar_type(), " dtype");
+    TORCH_CHECK(aw.numel() == observations, "cov(): expected aweights to have the same numel as there are observations in the input but got ",
+                aw.numel(), " != ", observations);
+    TORCH_CHECK(observations == 0 || aw.min().ge(0).item<bool>(), "cov(): aweights cannot be negative");
+    w = w.defined() ? w * aw : aw;
+  }
+  const auto w_sum = w.defined() ? w.sum() : at::scalar_tensor(observations, in.options().dtype(at::kLong));
+  TORCH_CHECK(!w.defined() || w_sum.ne(0).item<bool>(), "cov(): weights sum to zero, can't be normalized");
+  const auto avg = (w.defined() ? in * w : in).sum(1) / w_sum;
+  at::Tensor norm_factor;
+  if (w.defined() && aweights.has_value() && aweights->defined() && correction != 0) {
+    norm_factor = w_sum - correction * (w * *aweights).sum() / w_sum;
+  } else {
+    norm_factor = w_sum - correction;
+  }
+  const auto no_freedom = norm_factor <= 0;
+  if (all_examples(no_freedom).any().item<bool>()) {
+    TORCH_WARN("cov(): degrees of freedom is <= 0. Correction should be strictly less than the number of observations.");
+  }
+  norm_factor = at::where(no_freedom, at::zeros_like(norm_factor), norm_factor);
+  const auto centered = in - avg.unsqueeze(1);
+  const auto c = at::mm(centered, (w.defined() ? centered * w : centered).t().conj());
+  return at::true_divide(c, norm_factor).squeeze();
+}
+
 } // namespace
 
 void register_front_decompositions(torch::Library& aten_at_front) {
   aten_at_front.impl("lstm.input", TORCH_FN(lstm_padded));
   aten_at_front.impl("lstm.data", TORCH_FN(lstm_packed));
   aten_at_front.impl("cross_entropy_loss", torch::CppFunction::makeFromBoxedFunction<&cross_entropy_loss>());
+  aten_at_front.impl("cov", TORCH_FN(cov_decomposition));
   for (const char* op : {"_pack_padded_sequence", "_pad_packed_sequence"}) {
     aten_at_front.impl(op, torch::CppFunction::makeFromBoxedFunction<&peel_lengths>());
   }

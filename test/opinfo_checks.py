@@ -22,8 +22,8 @@ import torch.func
 from torch.autograd.functional import jacobian
 
 from opinfo_utils import (
-    AUTODIFF_TOL, MAX_AUTODIFF_SAMPLES, VMAP_TOL, SkipCase, as_positional, assert_close,
-    batch_size_for, clone_tree, differentiable_fn, draws_random_numbers, example, fallback,
+    AUTODIFF_TOL, CONTIGUOUS_REFERENCE, MAX_AUTODIFF_SAMPLES, VMAP_TOL, SkipCase, as_positional, assert_close,
+    batch_size_for, clone_tree, contiguous_inputs, differentiable_fn, draws_random_numbers, example, fallback,
     hessian, jacrev, loop, make_batched, make_cotangents, placements, reference_vjp, sample_variants,
     samples, stack_outputs, tolerance, vjp, vmap,
 )
@@ -129,9 +129,14 @@ def check_vmap(op, allow_fallback: bool = True) -> int:
         if draws_random_numbers(fn, variants[0]):
             tally.left_out.add(_RANDOM)
             continue
-        _compare_with_loop(tally, fn, fn, variants, seed=i, tol=tolerance(op, VMAP_TOL),
+        reference = contiguous_inputs(fn) if op.name in CONTIGUOUS_REFERENCE else fn
+        _compare_with_loop(tally, fn, reference, variants, seed=i, tol=tolerance(op, VMAP_TOL),
                            allow_fallback=allow_fallback)
     return tally.done()
+
+
+# In-place ops whose other tensor arguments contribute only their shape.
+SHAPE_ONLY_INPLACE = {"resize_as_"}
 
 
 @single_threaded
@@ -139,7 +144,8 @@ def check_vmap_inplace(op, allow_fallback: bool = True) -> int:
     """The in-place variant under vmap.
 
     With a batched self it must match the loop (returned values and the mutated
-    self); with an unbatched self and another argument batched it must raise.
+    self); with an unbatched self and another argument batched it must raise, unless
+    the op reads only that argument's shape (SHAPE_ONLY_INPLACE).
     """
     if op.inplace_variant is None:
         raise SkipCase("the OpInfo has no in-place variant")
@@ -161,7 +167,14 @@ def check_vmap_inplace(op, allow_fallback: bool = True) -> int:
                 continue
             args, in_dims, (expected_returned, expected_self) = ref
             what = f"sample {i}, in_dims={in_dims}, batch size {size}"
-            if placement[0] is None:
+            if placement[0] is None and op.name in SHAPE_ONLY_INPLACE:
+                # Only the shape of the batched argument counts, which every example
+                # shares: self stays unbatched and ends as the loop leaves it.
+                with fallback(allow_fallback):
+                    vmap(fn, in_dims=in_dims)(*args)
+                if expected_self is not None:
+                    assert_close(args[0], expected_self, tol, what + ", mutated self")
+            elif placement[0] is None:
                 _assert_inplace_raises(fn, args, in_dims, allow_fallback, what)
             else:
                 with fallback(allow_fallback):

@@ -224,6 +224,22 @@ UNCOMPARABLE = Table(*(skip(name, reason=_UNINITIALIZED) for name in (
     "empty", "empty_like", "empty_permuted", "empty_strided", "new_empty",
     "new_empty_strided")))
 
+# OpInfos whose eager kernel is wrong on non-contiguous inputs: their per-example
+# reference runs on contiguous copies of the examples (the loop's slices are views).
+# test_opinfo_harness.py checks that each bug is still there.
+CONTIGUOUS_REFERENCE = {
+    "native_group_norm": "torch's CPU native_group_norm reads a non-contiguous weight (or bias) as if it "
+                         "were contiguous",
+}
+
+
+def contiguous_inputs(fn: Callable) -> Callable:
+    """fn on contiguous copies of its tensor arguments."""
+    def call(*args):
+        return fn(*pytree.tree_map_only(torch.Tensor, lambda t: t.contiguous(), args))
+    return call
+
+
 # --- samples -----------------------------------------------------------------------------
 
 N_VARIANTS = 3  # the largest batch size used

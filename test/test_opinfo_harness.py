@@ -8,6 +8,7 @@ import torch
 
 import opinfo_checks
 from opinfo_utils import (
+    CONTIGUOUS_REFERENCE, contiguous_inputs,
     Table, example, loop, make_batched, op_db, placements, reference_vjp, select_ops, skip,
     xfail,
 )
@@ -89,3 +90,15 @@ def test_check_vjp_passes_a_correct_vjp_and_catches_wrong_grads(monkeypatch):
 def test_random_samples_are_left_out_of_vmap_checks():
     with pytest.raises(opinfo_checks.SkipCase, match="random"):
         opinfo_checks.check_vmap(opinfo("bernoulli"))
+
+
+def test_contiguous_reference_entries_are_still_torch_bugs():
+    # CONTIGUOUS_REFERENCE is only for kernels that give another answer on a
+    # non-contiguous view of the same values; once torch fixes one, its entry goes.
+    assert set(CONTIGUOUS_REFERENCE) == {"native_group_norm"}
+    g = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(2, 6, 5, generator=g), torch.randn(6, 3, generator=g)[:, 1],
+               torch.randn(6, generator=g))
+    assert not w.is_contiguous()
+    call = lambda *a: torch.native_group_norm(*a, 2, 6, 5, 3, 1e-5)[0]  # noqa: E731
+    assert not torch.allclose(call(x, w, b), contiguous_inputs(call)(x, w, b))

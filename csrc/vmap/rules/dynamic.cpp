@@ -71,6 +71,34 @@ Outs nonzero_static_rule(Call& call) {
   return {{out, 0}};
 }
 
+// tensor_split with a tensor of split points (or a 0-dim number of sections) reads
+// their values: when every example has the same ones (NOTE [Data-dependent values
+// that every example shares]) the split is the one with those ints; otherwise the
+// examples' parts differ in shape and the data-dependent error stands.
+Outs tensor_split_tensor_indices(Call& call) {
+  const auto B = call.batch_size;
+  const auto& points = call.arg("tensor_indices_or_sections").toTensor();
+  TORCH_CHECK(points.device().is_cpu(), "tensor_split expected tensor_indices_or_sections to be on cpu, but it's on ",
+              points.device());
+  TORCH_CHECK(points.scalar_type() == at::kLong, "tensor_split expected tensor_indices_or_sections to have dtype of long, but got ",
+              points.scalar_type());
+  TORCH_CHECK(points.dim() <= 1, "tensor_split expected tensor_indices_or_sections to be a zero-dimensional or "
+              "one-dimensional tensor, but got a tensor with ", points.dim(), " dims");
+  auto [value, bdim] = call.tensor("tensor_indices_or_sections");
+  TORCH_CHECK(B > 0, errors::data_dependent(call.name()), " (torchfunc: the batch is empty)");
+  auto rows = axis::materialize(value, bdim, B).reshape({B, points.numel()});
+  const auto differs = (rows != rows[0]).any(1).nonzero();
+  TORCH_CHECK(differs.numel() == 0, errors::data_dependent(call.name()), " (torchfunc: here examples 0 and ",
+              differs.numel() ? differs[0].item<int64_t>() : 0, " give different split points; when every example "
+              "gives the same ones, vmap uses them)");
+  const auto& self = call.arg("self").toTensor();
+  const auto dim = call.arg("dim").toInt();
+  std::vector<int64_t> ints;
+  for (int64_t i = 0; i < points.numel(); ++i) ints.push_back(rows[0][i].item<int64_t>());
+  auto parts = points.dim() == 0 ? at::tensor_split(self, ints[0], dim) : at::tensor_split(self, ints, dim);
+  return {{c10::IValue(std::move(parts)), std::nullopt}};
+}
+
 // Metadata queries answer for the logical (per-example) tensors.
 Outs is_same_size_rule(Call& call) {
   return {{c10::IValue(call.args[0].toTensor().sizes() == call.args[1].toTensor().sizes()), std::nullopt}};
@@ -92,6 +120,8 @@ void add_dynamic_rules(std::vector<RuleEntry>& t) {
                          "_nested_tensor_from_mask_left_aligned"}) {
     t.push_back({op, &uniform_scalar_rule});
   }
+  t.push_back({"tensor_split.tensor_indices_or_sections", &tensor_split_tensor_indices, RuleKind::Logical, nullptr,
+               {"self", "tensor_indices_or_sections", "dim"}});
   t.push_back({"nonzero_static", &nonzero_static_rule, RuleKind::Physical, nullptr,
                {"self", "size", "fill_value"}});
   for (const char* op : {"nonzero",

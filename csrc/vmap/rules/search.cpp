@@ -1,5 +1,5 @@
 // Searches in sorted sequences, binning and set membership: searchsorted, bucketize,
-// histc, isin.
+// histc, histogram, histogramdd, isin.
 // A sequence (or test set) shared by every example searches the physical values
 // directly, whatever their shape; a batched one pairs each example's values with its
 // own sequence by giving the kernel matching leading dims.
@@ -101,6 +101,156 @@ Outs histc_rule(Call& call) {
   return {{counts, 0}};
 }
 
+// NOTE [Histograms of every example at once]
+// histogram and histogramdd bin each example's points [n, D] into D axes of bins.
+// The edges of an axis are given (a tensor each, batched or shared) or a count: then
+// they are linspace(lo, hi, count + 1), lo and hi the range given or the example's
+// own min and max (0 and 1 for no points; an empty range widened by 0.5 each way), as
+// eager. A point's bin on an axis is the one whose [left, right) edges hold it (the
+// last bin also holds the right edge, searchsorted(right=True) - 1); points outside
+// any axis's edges are not counted. The bins of all axes make one flat index, and one
+// scatter_add over [B, prod(counts)] counts (or weighs) every example's points.
+// density divides by the example's total and by each bin's widths.
+struct Points {
+  at::Tensor x;       // [B, n, D]
+  at::Tensor weight;  // [B, n] or undefined
+};
+
+Points histogram_points(const Call& call, int64_t dims) {
+  const auto B = call.batch_size;
+  auto [value, bdim] = call.tensor("self");
+  Points p;
+  p.x = axis::materialize(value, bdim, B).reshape({B, -1, dims});
+  const auto w = call.optional_tensor(call.index("weight"));
+  if (w.has_value()) p.weight = axis::materialize(w->first, w->second, B).reshape({B, -1});
+  return p;
+}
+
+// linspace(lo, hi, count + 1) per example (lo, hi [B, 1]): from lo for the first half
+// of the steps and from hi for the rest, as torch's kernel computes it.
+at::Tensor linspace_edges(const at::Tensor& lo, const at::Tensor& hi, int64_t count) {
+  auto i = at::arange(count + 1, lo.options()).unsqueeze(0);
+  auto step = (hi - lo) / static_cast<double>(count);
+  return at::where(i < static_cast<double>((count + 1) / 2), lo + step * i, hi - step * (count - i));
+}
+
+std::vector<at::Tensor> edges_from_counts(const Call& call, const Points& p, c10::IntArrayRef counts) {
+  const auto B = call.batch_size;
+  const int64_t D = static_cast<int64_t>(counts.size());
+  at::Tensor lo, hi;  // [B, D]
+  const auto& range = call.arg("range");
+  if (!range.isNone()) {
+    const auto r = range.toDoubleVector();
+    TORCH_CHECK(static_cast<int64_t>(r.size()) == 2 * D, "torch.histogramdd: for a ", D, "-dimensional histogram range "
+                "should have ", 2 * D, " elements, but got ", r.size());
+    std::vector<double> l, h;
+    for (int64_t d = 0; d < D; ++d) {
+      l.push_back(r[2 * d]);
+      h.push_back(r[2 * d + 1]);
+    }
+    lo = at::tensor(l, p.x.options().dtype(at::kDouble)).expand({B, D});
+    hi = at::tensor(h, p.x.options().dtype(at::kDouble)).expand({B, D});
+  } else if (p.x.size(1) == 0) {
+    lo = at::zeros({B, D}, p.x.options().dtype(at::kDouble));
+    hi = at::ones({B, D}, p.x.options().dtype(at::kDouble));
+  } else {
+    auto [mn, mx] = at::aminmax(p.x, 1);
+    lo = mn.to(at::kDouble);
+    hi = mx.to(at::kDouble);
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    TORCH_CHECK(counts[d] > 0, "torch.histogram(): bins must be > 0, but got ", counts[d], " for dimension ", d);
+    const auto l = lo.select(1, d), h = hi.select(1, d);
+    const auto bad = (l.isfinite() & h.isfinite()).logical_not().nonzero();
+    TORCH_CHECK(bad.numel() == 0, "torch.histogramdd: dimension ", d, "'s range [",
+                bad.numel() ? l[bad[0][0]].item<double>() : 0.0, ", ", bad.numel() ? h[bad[0][0]].item<double>() : 0.0,
+                "] is not finite");
+    const auto reversed = (l > h).nonzero();
+    TORCH_CHECK(reversed.numel() == 0, "torch.histogramdd: min should not exceed max, but got min ",
+                reversed.numel() ? l[reversed[0][0]].item<double>() : 0.0, " max ",
+                reversed.numel() ? h[reversed[0][0]].item<double>() : 0.0, " for dimension ", d);
+  }
+  const auto same = lo == hi;
+  lo = at::where(same, lo - 0.5, lo);
+  hi = at::where(same, hi + 0.5, hi);
+  std::vector<at::Tensor> edges;
+  for (int64_t d = 0; d < D; ++d) {
+    edges.push_back(linspace_edges(lo.narrow(1, d, 1), hi.narrow(1, d, 1), counts[d]).to(p.x.scalar_type()));
+  }
+  return edges;
+}
+
+at::Tensor histogram_counts(const Points& p, const std::vector<at::Tensor>& edges, bool density) {
+  const auto B = p.x.size(0);
+  auto flat = at::zeros({B, p.x.size(1)}, p.x.options().dtype(at::kLong));
+  auto inside = at::ones({B, p.x.size(1)}, p.x.options().dtype(at::kBool));
+  std::vector<int64_t> shape{B};
+  for (size_t d = 0; d < edges.size(); ++d) {
+    const auto& e = edges[d];
+    const int64_t count = e.size(1) - 1;
+    auto v = p.x.select(2, static_cast<int64_t>(d)).contiguous();
+    const auto lo = e.narrow(1, 0, 1), hi = e.narrow(1, count, 1);
+    auto bin = at::searchsorted(e, v, /*out_int32=*/false, /*right=*/true) - 1;
+    bin = at::where(v == hi, at::full_like(bin, count - 1), bin).clamp(0, std::max<int64_t>(count - 1, 0));
+    inside = inside & (v >= lo) & (v <= hi);
+    flat = flat * count + bin;
+    shape.push_back(count);
+  }
+  const auto cells = c10::multiply_integers(shape.begin() + 1, shape.end());
+  auto hist = at::zeros({B, cells}, p.x.options());
+  auto add = p.weight.defined() ? at::where(inside, p.weight, at::zeros_like(p.weight)) : inside.to(p.x.scalar_type());
+  if (cells > 0) hist.scatter_add_(1, flat, add);
+  hist = hist.view(shape);
+  if (density) {
+    std::vector<int64_t> per_example(shape.size(), 1);
+    per_example[0] = B;
+    hist = hist / hist.reshape({B, -1}).sum(1).view(per_example);
+    for (size_t d = 0; d < edges.size(); ++d) {
+      std::vector<int64_t> widths(shape.size(), 1);
+      widths[0] = B;
+      widths[d + 1] = shape[d + 1];
+      hist = hist / edges[d].diff(1, 1).view(widths);
+    }
+  }
+  return hist;
+}
+
+Outs histogram_bin_ct_rule(Call& call) {
+  const auto p = histogram_points(call, 1);
+  const std::vector<int64_t> counts{call.arg("bins").toInt()};
+  auto edges = edges_from_counts(call, p, counts);
+  return {{histogram_counts(p, edges, call.arg("density").toBool()), 0}, {edges[0], 0}};
+}
+
+Outs histogram_bins_tensor_rule(Call& call) {
+  const auto p = histogram_points(call, 1);
+  auto [value, bdim] = call.tensor("bins");
+  std::vector<at::Tensor> edges{axis::materialize(value, bdim, call.batch_size).contiguous()};
+  return {{histogram_counts(p, edges, call.arg("density").toBool()), 0}, {edges[0], 0}};
+}
+
+Outs histogramdd_bin_edges_rule(Call& call) {
+  const auto counts = call.arg("bins").toDimVector();
+  const auto p = histogram_points(call, static_cast<int64_t>(counts.size()));
+  return {{c10::IValue(edges_from_counts(call, p, counts)), 0}};
+}
+
+Outs histogramdd_from_bin_cts_rule(Call& call) {
+  const auto counts = call.arg("bins").toDimVector();
+  const auto p = histogram_points(call, static_cast<int64_t>(counts.size()));
+  return {{histogram_counts(p, edges_from_counts(call, p, counts), call.arg("density").toBool()), 0}};
+}
+
+Outs histogramdd_from_bin_tensors_rule(Call& call) {
+  const auto i = call.index("bins");
+  std::vector<at::Tensor> edges;
+  for (const auto& [value, bdim] : call.tensors(i)) {
+    edges.push_back(axis::materialize(value, bdim, call.batch_size).contiguous());
+  }
+  const auto p = histogram_points(call, static_cast<int64_t>(edges.size()));
+  return {{histogram_counts(p, edges, call.arg("density").toBool()), 0}};
+}
+
 // A batched test set: each example's sorted test elements, searched for its elements,
 // then compared at the position found (equality, as isin: NaN is in no set).
 Outs isin_rule(Call& call) {
@@ -140,6 +290,16 @@ void add_search_rules(std::vector<RuleEntry>& t) {
   t.push_back({"bucketize.Tensor", &bucketize_rule, RuleKind::Physical, nullptr,
                {"self", "boundaries", "out_int32", "right"}});
   t.push_back({"histc", &histc_rule, RuleKind::Physical, nullptr, {"self", "bins", "min", "max"}});
+  t.push_back({"histogram.bin_ct", &histogram_bin_ct_rule, RuleKind::Physical, nullptr,
+               {"self", "bins", "range", "weight", "density"}});
+  t.push_back({"histogram.bins_tensor", &histogram_bins_tensor_rule, RuleKind::Physical, nullptr,
+               {"self", "bins", "weight", "density"}});
+  t.push_back({"_histogramdd_bin_edges", &histogramdd_bin_edges_rule, RuleKind::Physical, nullptr,
+               {"self", "bins", "range", "weight"}});
+  t.push_back({"_histogramdd_from_bin_cts", &histogramdd_from_bin_cts_rule, RuleKind::Physical, nullptr,
+               {"self", "bins", "range", "weight", "density"}});
+  t.push_back({"_histogramdd_from_bin_tensors", &histogramdd_from_bin_tensors_rule, RuleKind::Physical, nullptr,
+               {"self", "bins", "weight", "density"}});
   t.push_back({"isin.Tensor_Tensor", &isin_rule, RuleKind::Physical, nullptr,
                {"elements", "test_elements", "assume_unique", "invert"}});
 }

@@ -199,10 +199,18 @@ Outs resize_inplace(Call& call) {
               "under vmap; resize the tensor outside vmap instead.");
   return resize_to(call, call.args[1].toDimVector());
 }
+// resize_as_ reads only the shape of `the_template`, which every example shares: an
+// unbatched self is resized once, to the examples' shape, and stays unbatched.
 Outs resize_as_inplace(Call& call) {
   TORCH_CHECK(contiguous_format(call), "vmap: resize_as_ supports only memory_format=torch.contiguous_format "
               "under vmap; resize the tensor outside vmap instead.");
-  return resize_to(call, call.args[1].toTensor().sizes());
+  const auto sizes = call.arg("the_template").toTensor().sizes();
+  auto [self, self_bdim] = call.tensor("self");
+  if (!self_bdim.has_value()) {
+    self.resize_(sizes);
+    return {{call.args[0], std::nullopt}};
+  }
+  return resize_to(call, sizes);
 }
 Outs transpose_inplace(Call& call) {
   if (rank(call) == 0) return {{call.args[0], std::nullopt}}; // transposing a 0-dim example changes nothing
@@ -312,7 +320,7 @@ void add_view_rules(std::vector<RuleEntry>& t) {
   t.push_back({"squeeze_.dim", &squeeze_dim_inplace});
   t.push_back({"squeeze_.dims", &squeeze_dims_inplace});
   t.push_back({"resize_", &resize_inplace});
-  t.push_back({"resize_as_", &resize_as_inplace});
+  t.push_back({"resize_as_", &resize_as_inplace, RuleKind::Physical, nullptr, {"self", "the_template"}});
   t.push_back({"unfold", &unfold_rule});
   t.push_back({"unfold_copy", &unfold_rule});
   t.push_back({"transpose_", &transpose_inplace});
