@@ -22,7 +22,6 @@ VMAP_XFAILS = Table(
     xfail("equal", reason="data-dependent: aten::equal needs the value of a batched tensor"),
     xfail("item", reason="data-dependent: aten::item needs the value of a batched tensor"),
     xfail("masked_select", reason="data-dependent: aten::masked_select needs the value of a batched tensor"),
-    xfail("nn.functional.ctc_loss", reason="with batched target lengths the per-example outputs differ in shape (data-dependent), refused with a clear error"),
     xfail("nonzero", reason="data-dependent: aten::nonzero needs the value of a batched tensor"),
     xfail("repeat_interleave", reason="data-dependent: aten::repeat_interleave.Tensor needs the value of a batched tensor"),
     xfail("resize_", reason="resize_ to a new shape of examples that are not contiguous one after another raises: eager resize_ reinterprets the memory the examples share"),
@@ -40,7 +39,6 @@ VMAP_INPLACE_XFAILS = Table(
 # fallback is also one without it, so these tables extend the ones above.
 VMAP_HAS_BATCH_RULE_XFAILS = Table(
     xfail("as_strided_copy", reason="no batching rule for aten::as_strided_copy: only the per-example fallback runs it"),
-    xfail("nn.functional.embedding_bag", reason="no batching rule for aten::_embedding_bag_forward_only: only the per-example fallback runs it"),
     xfail("to_sparse", reason="no batching rule for aten::_to_sparse: only the per-example fallback runs it"),
     base=[VMAP_XFAILS])
 VMAP_INPLACE_HAS_BATCH_RULE_XFAILS = Table(

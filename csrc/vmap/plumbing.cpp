@@ -182,7 +182,8 @@ constexpr Family kFamilies[] = {
     {"rules/views.cpp", add_view_rules},          {"rules/linalg.cpp", add_linalg_rules},
     {"rules/nn.cpp", add_nn_rules},               {"rules/batch_norm.cpp", add_batch_norm_rules},
     {"rules/attention.cpp", add_attention_rules}, {"rules/index.cpp", add_index_rules},
-    {"rules/search.cpp", add_search_rules},
+    {"rules/search.cpp", add_search_rules},        {"rules/ctc_loss.cpp", add_ctc_loss_rules},
+    {"rules/embedding_bag.cpp", add_embedding_bag_rules},
     {"rules/factory.cpp", add_factory_rules},     {"rules/dynamic.cpp", add_dynamic_rules},
     {"rules/decompose.cpp", add_decompositions}};
 

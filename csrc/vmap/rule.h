@@ -92,6 +92,8 @@ void add_batch_norm_rules(std::vector<RuleEntry>& table);
 void add_attention_rules(std::vector<RuleEntry>& table);
 void add_index_rules(std::vector<RuleEntry>& table);
 void add_search_rules(std::vector<RuleEntry>& table);
+void add_ctc_loss_rules(std::vector<RuleEntry>& table);
+void add_embedding_bag_rules(std::vector<RuleEntry>& table);
 void add_factory_rules(std::vector<RuleEntry>& table);
 void add_dynamic_rules(std::vector<RuleEntry>& table);
 void add_decompositions(std::vector<RuleEntry>& table);
