@@ -305,16 +305,16 @@ c10::List<std::optional<at::Tensor>> clamped_indices(const at::Tensor& self, con
 }
 
 Outs unsafe_masked_index(Call& call) {
-  const auto self = call.args[0].toTensor();
-  const auto mask = call.args[1].toTensor();
-  auto picked = at::index(self, clamped_indices(self, call.args[2]));
-  return {{picked.masked_fill(mask.logical_not(), call.args[3].toScalar()), std::nullopt}};
+  const auto self = call.arg("self").toTensor();
+  const auto mask = call.arg("mask").toTensor();
+  auto picked = at::index(self, clamped_indices(self, call.arg("indices")));
+  return {{picked.masked_fill(mask.logical_not(), call.arg("fill").toScalar()), std::nullopt}};
 }
 
 Outs unsafe_masked_index_put_accumulate(Call& call) {
-  const auto self = call.args[0].toTensor();
-  const auto values = call.args[3].toTensor().masked_fill(call.args[1].toTensor().logical_not(), 0);
-  return {{at::index_put(self, clamped_indices(self, call.args[2]), values, /*accumulate=*/true),
+  const auto self = call.arg("self").toTensor();
+  const auto values = call.arg("values").toTensor().masked_fill(call.arg("mask").toTensor().logical_not(), 0);
+  return {{at::index_put(self, clamped_indices(self, call.arg("indices")), values, /*accumulate=*/true),
            std::nullopt}};
 }
 
@@ -340,13 +340,13 @@ Outs binary_cross_entropy_backward(Call& call) {
 }
 
 Outs native_layer_norm_backward(Call& call) {
-  const auto grad_out = call.args[0].toTensor();
-  const auto input = call.args[1].toTensor();
-  const auto normalized = call.args[2].toDimVector();
-  const auto mean = call.args[3].toTensor();
-  const auto rstd = call.args[4].toTensor();
-  const auto weight = opt(call.args[5]);
-  const auto mask = call.args[7].toBoolList();
+  const auto grad_out = call.arg("grad_out").toTensor();
+  const auto input = call.arg("input").toTensor();
+  const auto normalized = call.arg("normalized_shape").toDimVector();
+  const auto mean = call.arg("mean").toTensor();
+  const auto rstd = call.arg("rstd").toTensor();
+  const auto weight = opt(call.arg("weight"));
+  const auto mask = call.arg("output_mask").toBoolList();
   const auto axis = input.dim() - static_cast<int64_t>(normalized.size());
   std::vector<int64_t> inner, outer;
   for (int64_t d = 0; d < input.dim(); ++d) (d < axis ? outer : inner).push_back(d);
@@ -361,7 +361,7 @@ Outs native_layer_norm_backward(Call& call) {
   if (mask[1] && weight.defined()) {
     grad_weight = outer.empty() ? grad_out * x_hat : (grad_out * x_hat).sum(outer);
   }
-  if (mask[2] && call.args[6].isTensor()) {
+  if (mask[2] && call.arg("bias").isTensor()) {
     grad_bias = outer.empty() ? grad_out.clone() : grad_out.sum(outer);
   }
   return {{grad_input, std::nullopt}, {grad_weight, std::nullopt}, {grad_bias, std::nullopt}};
@@ -369,9 +369,9 @@ Outs native_layer_norm_backward(Call& call) {
 
 // Same formula as torch's kernel: stable in both tails of the logits.
 Outs binary_cross_entropy_with_logits(Call& call) {
-  const auto x = call.args[0].toTensor();
-  const auto y = call.args[1].toTensor();
-  const auto w = opt(call.args[2]);
+  const auto x = call.arg("self").toTensor();
+  const auto y = call.arg("target").toTensor();
+  const auto w = opt(call.arg("weight"));
   const auto pos_weight = opt(call.arg("pos_weight"));
   auto max_val = x.neg().clamp_min(0);
   auto log_term = (max_val.neg().exp() + (x.neg() - max_val).exp()).log() + max_val;
@@ -383,15 +383,15 @@ Outs binary_cross_entropy_with_logits(Call& call) {
 
 // x [N, C, *] in G groups; mean, rstd [N, G].
 Outs native_group_norm_backward(Call& call) {
-  const auto grad_out = call.args[0].toTensor();
-  const auto input = call.args[1].toTensor();
-  const auto mean = call.args[2].toTensor();
-  const auto rstd = call.args[3].toTensor();
-  const auto weight = opt(call.args[4]);
-  const auto N = call.args[5].toInt();
-  const auto C = call.args[6].toInt();
-  const auto G = call.args[8].toInt();
-  const auto mask = call.args[9].toBoolList();
+  const auto grad_out = call.arg("grad_out").toTensor();
+  const auto input = call.arg("input").toTensor();
+  const auto mean = call.arg("mean").toTensor();
+  const auto rstd = call.arg("rstd").toTensor();
+  const auto weight = opt(call.arg("weight"));
+  const auto N = call.arg("N").toInt();
+  const auto C = call.arg("C").toInt();
+  const auto G = call.arg("group").toInt();
+  const auto mask = call.arg("output_mask").toBoolList();
   auto grouped = [&](const at::Tensor& t) { return t.reshape({N, G, -1}); };
   auto x_hat = (grouped(input) - mean.unsqueeze(-1)) * rstd.unsqueeze(-1); // [N, G, D]
   std::vector<int64_t> channel_view{1, C};
@@ -458,15 +458,18 @@ void add_decompositions(std::vector<RuleEntry>& t) {
   t.push_back({"soft_margin_loss_backward", &soft_margin_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "reduction"}});
   t.push_back({"smooth_l1_loss_backward", &smooth_l1_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "reduction", "beta"}});
   t.push_back({"huber_loss_backward", &huber_loss_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "reduction", "delta"}});
-  t.push_back({"_unsafe_masked_index", &unsafe_masked_index, RuleKind::Logical});
-  t.push_back({"_unsafe_masked_index_put_accumulate", &unsafe_masked_index_put_accumulate, RuleKind::Logical});
+  t.push_back({"_unsafe_masked_index", &unsafe_masked_index, RuleKind::Logical, nullptr, {"self", "mask", "indices", "fill"}});
+  t.push_back({"_unsafe_masked_index_put_accumulate", &unsafe_masked_index_put_accumulate, RuleKind::Logical, nullptr,
+               {"self", "mask", "indices", "values"}});
   t.push_back({"binary_cross_entropy", &binary_cross_entropy, RuleKind::Logical, nullptr, {"self", "target", "weight", "reduction"}});
   t.push_back({"binary_cross_entropy_backward", &binary_cross_entropy_backward, RuleKind::Logical, nullptr, {"grad_output", "self", "target", "weight", "reduction"}});
-  t.push_back({"native_layer_norm_backward", &native_layer_norm_backward, RuleKind::Logical});
+  t.push_back({"native_layer_norm_backward", &native_layer_norm_backward, RuleKind::Logical, nullptr,
+               {"grad_out", "input", "normalized_shape", "mean", "rstd", "weight", "bias", "output_mask"}});
   t.push_back({"addr", &addr, RuleKind::Logical, nullptr, {"self", "vec1", "vec2", "beta", "alpha"}});
   t.push_back({"addbmm", &addbmm, RuleKind::Logical, nullptr, {"self", "batch1", "batch2", "beta", "alpha"}});
   t.push_back({"dist", &dist, RuleKind::Logical, nullptr, {"self", "other", "p"}});
-  t.push_back({"native_group_norm_backward", &native_group_norm_backward, RuleKind::Logical});
+  t.push_back({"native_group_norm_backward", &native_group_norm_backward, RuleKind::Logical, nullptr,
+               {"grad_out", "input", "mean", "rstd", "weight", "N", "C", "group", "output_mask"}});
   t.push_back({"binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits, RuleKind::Logical, nullptr, {"self", "target", "weight", "pos_weight", "reduction"}});
 }
 

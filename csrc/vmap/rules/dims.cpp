@@ -104,19 +104,19 @@ Outs all_all(Call& call) { return {{at::all(flat(call), 1), 0}}; }
 Outs median_all(Call& call) { return {{std::get<0>(at::median(flat(call), 1)), 0}}; }
 Outs nanmedian_all(Call& call) { return {{std::get<0>(at::nanmedian(flat(call), 1)), 0}}; }
 Outs norm_all(Call& call) {
-  const auto p = call.args[1].isNone() ? at::Scalar(2) : call.args[1].toScalar();
+  const auto p = call.arg("p").isNone() ? at::Scalar(2) : call.arg("p").toScalar();
   return {{at::norm(flat(call), p, 1), 0}};
 }
 
 // argmax/argmin: dim=None indexes the flattened example.
 Outs arg_extremum(Call& call, bool is_max) {
-  if (!call.args[1].isNone()) {
+  if (!call.arg("dim").isNone()) {
     return dim_rule(call);
   }
-  const bool keepdim = call.args[2].toBool();
+  const bool keepdim = call.arg("keepdim").toBool();
   auto idx = is_max ? at::argmax(flat(call), 1) : at::argmin(flat(call), 1);
   if (keepdim) {
-    std::vector<int64_t> sizes(call.args[0].toTensor().dim() + 1, 1);
+    std::vector<int64_t> sizes(call.arg("self").toTensor().dim() + 1, 1);
     sizes[0] = call.batch_size;
     idx = idx.reshape(sizes);
   }
@@ -216,11 +216,11 @@ void add_dim_rules(std::vector<RuleEntry>& t) {
   t.push_back({"all", &all_all});
   t.push_back({"median", &median_all});
   t.push_back({"nanmedian", &nanmedian_all});
-  t.push_back({"norm.Scalar", &norm_all});
+  t.push_back({"norm.Scalar", &norm_all, RuleKind::Physical, nullptr, {"self", "p"}});
   t.push_back({"aminmax", &aminmax_rule, RuleKind::Physical, nullptr, {"self", "dim", "keepdim"}});
   t.push_back({"count_nonzero", &count_nonzero_rule, RuleKind::Physical, nullptr, {"self", "dim"}});
-  t.push_back({"argmax", &argmax_rule});
-  t.push_back({"argmin", &argmin_rule});
+  t.push_back({"argmax", &argmax_rule, RuleKind::Physical, nullptr, {"self", "dim", "keepdim"}});
+  t.push_back({"argmin", &argmin_rule, RuleKind::Physical, nullptr, {"self", "dim", "keepdim"}});
 }
 
 } // namespace torchfunc

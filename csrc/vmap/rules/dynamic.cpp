@@ -101,13 +101,13 @@ Outs tensor_split_tensor_indices(Call& call) {
 
 // Metadata queries answer for the logical (per-example) tensors.
 Outs is_same_size_rule(Call& call) {
-  return {{c10::IValue(call.args[0].toTensor().sizes() == call.args[1].toTensor().sizes()), std::nullopt}};
+  return {{c10::IValue(call.arg("self").toTensor().sizes() == call.arg("other").toTensor().sizes()), std::nullopt}};
 }
 
 // A BatchedTensor has no storage; each example stands for a storage of its own
 // numel (what forward-mode AD asks before reusing a tangent's layout).
 Outs has_same_storage_numel_rule(Call& call) {
-  return {{c10::IValue(call.args[0].toTensor().numel() == call.args[1].toTensor().numel()), std::nullopt}};
+  return {{c10::IValue(call.arg("self").toTensor().numel() == call.arg("other").toTensor().numel()), std::nullopt}};
 }
 
 } // namespace

@@ -30,14 +30,14 @@ std::vector<at::Tensor> materialized_list(const Call& call, size_t i, int64_t* r
 
 Outs cat_rule(Call& call) {
   int64_t rank = 0;
-  auto ts = materialized_list(call, 0, &rank, /*skip_legacy_empty=*/true);
-  return {{at::cat(ts, axis::physical_dim(call.args[1].toInt(), std::max<int64_t>(rank, 1))), 0}};
+  auto ts = materialized_list(call, call.index("tensors"), &rank, /*skip_legacy_empty=*/true);
+  return {{at::cat(ts, axis::physical_dim(call.arg("dim").toInt(), std::max<int64_t>(rank, 1))), 0}};
 }
 
 Outs stack_rule(Call& call) {
   int64_t rank = 0;
-  auto ts = materialized_list(call, 0, &rank, /*skip_legacy_empty=*/false);
-  return {{at::stack(ts, axis::physical_dim(call.args[1].toInt(), rank + 1)), 0}};
+  auto ts = materialized_list(call, call.index("tensors"), &rank, /*skip_legacy_empty=*/false);
+  return {{at::stack(ts, axis::physical_dim(call.arg("dim").toInt(), rank + 1)), 0}};
 }
 
 // _chunk_cat chunks each tensor along dim and flattens each chunk's dims from dim on:
@@ -52,15 +52,16 @@ Outs chunk_cat_rule(Call& call) {
 }
 
 Outs index_select_rule(Call& call) {
-  auto [value, bdim] = call.tensor(0);
-  auto [index, index_bdim] = call.tensor(2);
-  const int64_t rank = std::max<int64_t>(call.args[0].toTensor().dim(), 1);
-  const auto d = axis::physical_dim(call.args[1].toInt(), rank);
+  auto [value, bdim] = call.tensor("self");
+  auto [index, index_bdim] = call.tensor("index");
+  const bool zero_dim = call.arg("self").toTensor().dim() == 0;
+  const int64_t rank = std::max<int64_t>(call.arg("self").toTensor().dim(), 1);
+  const auto d = axis::physical_dim(call.arg("dim").toInt(), rank);
   auto self = axis::materialize(value, bdim, call.batch_size);
-  if (call.args[0].toTensor().dim() == 0) self = self.unsqueeze(1);
+  if (zero_dim) self = self.unsqueeze(1);
   if (!index_bdim.has_value()) {
     auto out = at::index_select(self, d, index);
-    return {{call.args[0].toTensor().dim() == 0 ? out.squeeze(1) : out, 0}};
+    return {{zero_dim ? out.squeeze(1) : out, 0}};
   }
   // A batched index picks different rows per example: a gather along d.
   auto idx = axis::bdim_to_front(index, index_bdim).reshape({call.batch_size, -1});
@@ -70,7 +71,7 @@ Outs index_select_rule(Call& call) {
   auto expanded_sizes = self.sizes().vec();
   expanded_sizes[d] = idx.size(1);
   auto out = at::gather(self, d, idx.view(view).expand(expanded_sizes));
-  return {{call.args[0].toTensor().dim() == 0 ? out.squeeze(1) : out, 0}};
+  return {{zero_dim ? out.squeeze(1) : out, 0}};
 }
 
 // self[indices]. Unbatched indices: a None in front keeps the batch dim (when the
@@ -78,9 +79,9 @@ Outs index_select_rule(Call& call) {
 // batch dim lands after them). Batched indices starting at dim 0 and adjacent:
 // an arange over the batch becomes one more index in front. Other layouts loop.
 Outs index_rule(Call& call) {
-  auto [value, bdim] = call.tensor(0);
+  auto [value, bdim] = call.tensor("self");
   auto self = axis::materialize(value, bdim, call.batch_size);
-  const auto indices = call.args[1].toOptionalTensorList();
+  const auto indices = call.arg("indices").toOptionalTensorList();
   std::vector<size_t> positions;
   bool any_batched = false;
   int64_t index_rank = 0;
@@ -200,7 +201,7 @@ Outs index_put_batched_indices(Call& call, const c10::List<std::optional<at::Ten
   args[call.index("values")] = axis::pad_to_rank(axis::materialize(values, values_bdim, B), indexed_rank);
   if (inplace) {
     call.call_below(std::move(args));
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   return {{call.call_below(std::move(args))[0], 0}};
 }
@@ -270,7 +271,7 @@ Outs index_put_batched_mask(Call& call, size_t p) {
   args[call.index("values")] = rows;
   if (inplace) {
     call.call_below(std::move(args));
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   return {{call.call_below(std::move(args))[0], pre}};
 }
@@ -279,7 +280,7 @@ Outs index_put_rule(Call& call) {
   // An unbatched boolean mask over k dims selects the same positions in every
   // example: its k lists of coordinates, as torch expands it.
   c10::List<std::optional<at::Tensor>> indices;
-  for (const std::optional<at::Tensor> idx : call.args[1].toOptionalTensorList()) {
+  for (const std::optional<at::Tensor> idx : call.arg("indices").toOptionalTensorList()) {
     const bool is_mask = idx.has_value() && idx->defined() &&
         (idx->scalar_type() == at::kBool || idx->scalar_type() == at::kByte);
     if (!is_mask || batched_at(*idx, call.level)) {
@@ -305,38 +306,39 @@ Outs index_put_rule(Call& call) {
   bool adjacent = true;
   for (size_t k = 1; k < positions.size(); ++k) adjacent &= positions[k] == positions[k - 1] + 1;
   const bool inplace = is_inplace(call.schema());
-  auto [self, self_bdim] = call.tensor(0);
+  auto [self, self_bdim] = call.tensor("self");
   TORCH_CHECK(!inplace || self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
   const int64_t indexed_rank =
-      index_rank + call.args[0].toTensor().dim() - static_cast<int64_t>(positions.size());
-  auto [values, values_bdim] = call.tensor(2);
+      index_rank + call.arg("self").toTensor().dim() - static_cast<int64_t>(positions.size());
+  auto [values, values_bdim] = call.tensor("values");
   c10::List<std::optional<at::Tensor>> physical_indices;
   physical_indices.push_back(std::nullopt);
   for (size_t i = 0; i < indices.size(); ++i) physical_indices.push_back(indices[i]);
   auto args = call.args;
-  args[0] = axis::materialize(self, self_bdim, call.batch_size);
-  args[1] = physical_indices;
+  args[call.index("self")] = axis::materialize(self, self_bdim, call.batch_size);
+  args[call.index("indices")] = physical_indices;
   if (adjacent) {
-    args[2] = values_bdim ? axis::pad_to_rank(axis::bdim_to_front(values, values_bdim), indexed_rank) : values;
+    args[call.index("values")] =
+        values_bdim ? axis::pad_to_rank(axis::bdim_to_front(values, values_bdim), indexed_rank) : values;
   } else {
     auto front = values_bdim ? axis::bdim_to_front(values, values_bdim) : values.unsqueeze(0);
-    args[2] = axis::pad_to_rank(front, indexed_rank).movedim(0, index_rank);
+    args[call.index("values")] = axis::pad_to_rank(front, indexed_rank).movedim(0, index_rank);
   }
   if (inplace) {
     call.call_below(std::move(args));
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
 // index_fill with a per-example (0-dim) value: a where over the rows the index picks.
 Outs index_fill_batched_value(Call& call) {
-  const auto& logical = call.args[0].toTensor();
+  const auto& logical = call.arg("self").toTensor();
   const int64_t r = std::max<int64_t>(logical.dim(), 1);
-  const int64_t d = c10::maybe_wrap_dim(call.args[1].toInt(), r);
-  auto [self, self_bdim] = call.tensor(0);
-  auto [index, index_bdim] = call.tensor(2);
-  auto [value, value_bdim] = call.tensor(3);
+  const int64_t d = c10::maybe_wrap_dim(call.arg("dim").toInt(), r);
+  auto [self, self_bdim] = call.tensor("self");
+  auto [index, index_bdim] = call.tensor("index");
+  auto [value, value_bdim] = call.tensor("value");
   const int64_t rows = logical.dim() == 0 ? 1 : logical.size(d);
   auto picked = at::zeros({rows}, index.options().dtype(at::kBool)).index_fill_(0, index, true);
   std::vector<int64_t> shape(logical.dim() + 1, 1);
@@ -347,7 +349,7 @@ Outs index_fill_batched_value(Call& call) {
   if (is_inplace(call.schema())) {
     TORCH_CHECK(self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
     s.copy_(filled);
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   return {{filled, 0}};
 }
@@ -403,7 +405,7 @@ Outs index_dim_batched_index(Call& call, bool has_source) {
   if (is_inplace(call.schema())) {
     TORCH_CHECK(self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
     axis::bdim_to_front(self, self_bdim).copy_(out);
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   return {{out, 0}};
 }
@@ -413,30 +415,28 @@ Outs index_reduce_rule(Call& call) { return index_dim_batched_index(call, /*has_
 
 // index_add/index_copy/index_fill: self (and source) batched along a shifted dim.
 Outs index_dim_rule(Call& call) {
-  const auto& sargs = call.schema().arguments();
-  const bool has_source = sargs.size() > 3 && sargs[3].name() == "source";
-  const bool batched_fill_value = !has_source && sargs.size() > 3 && call.args[3].isTensor() &&
-      call.tensor(3).second.has_value();
-  if (call.tensor(2).second.has_value()) {
+  const bool has_source = call.schema().argumentIndexWithName("source").has_value();
+  const bool batched_fill_value = !has_source && call.arg("value").isTensor() && call.tensor("value").second.has_value();
+  if (call.tensor("index").second.has_value()) {
     return index_dim_batched_index(call, has_source);
   }
   if (batched_fill_value) return index_fill_batched_value(call);
   // 0-dim examples index along a size-1 dim (see NOTE [0-dim examples] in dims.cpp).
-  const bool zero_dim = call.args[0].toTensor().dim() == 0;
-  const int64_t r = std::max<int64_t>(call.args[0].toTensor().dim(), 1);
+  const bool zero_dim = call.arg("self").toTensor().dim() == 0;
+  const int64_t r = std::max<int64_t>(call.arg("self").toTensor().dim(), 1);
   auto args = call.args;
-  for (size_t i : {size_t{0}, size_t{3}}) {
-    if (i == 0 || has_source) {
-      auto [value, bdim] = call.tensor(i);
+  for (const char* name : {"self", "source"}) {
+    if (name == std::string_view("self") || has_source) {
+      auto [value, bdim] = call.tensor(name);
       auto v = axis::materialize(value, bdim, call.batch_size);
-      args[i] = zero_dim && v.dim() == 1 ? v.unsqueeze(1) : v;
+      args[call.index(name)] = zero_dim && v.dim() == 1 ? v.unsqueeze(1) : v;
     }
   }
-  args[1] = axis::physical_dim(call.args[1].toInt(), r);
+  args[call.index("dim")] = axis::physical_dim(call.arg("dim").toInt(), r);
   if (is_inplace(call.schema())) {
-    TORCH_CHECK(call.tensor(0).second.has_value(), errors::inplace_on_unbatched(call.name()));
+    TORCH_CHECK(call.tensor("self").second.has_value(), errors::inplace_on_unbatched(call.name()));
     call.call_below(std::move(args));
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   auto out = call.call_below(std::move(args))[0].toTensor();
   return {{zero_dim ? out.squeeze(1) : out, 0}};
@@ -447,38 +447,38 @@ Outs index_dim_rule(Call& call) {
 // In-place forms compute the functional result, then write it into self.
 Outs write_back_if_inplace(Call& call, const at::Tensor& result) {
   if (!is_inplace(call.schema())) return {{result, 0}};
-  auto [self, self_bdim] = call.tensor(0);
+  auto [self, self_bdim] = call.tensor("self");
   TORCH_CHECK(self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
   axis::bdim_to_front(self, self_bdim).copy_(result);
-  return {{call.args[0], std::nullopt}};
+  return {{call.arg("self"), std::nullopt}};
 }
 
-// Example-flat [B, numel] view (or copy) of tensor argument i, materialized.
-at::Tensor flat_examples(const Call& call, size_t i) {
-  auto [value, bdim] = call.tensor(i);
-  return axis::materialize(value, bdim, call.batch_size).reshape({call.batch_size, call.args[i].toTensor().numel()});
+// Example-flat [B, numel] view (or copy) of tensor argument `name`, materialized.
+at::Tensor flat_examples(const Call& call, std::string_view name) {
+  auto [value, bdim] = call.tensor(name);
+  return axis::materialize(value, bdim, call.batch_size).reshape({call.batch_size, call.arg(name).toTensor().numel()});
 }
 
 // Flat indices of every example into examples of `numel` elements, negatives wrapped.
-at::Tensor wrapped_flat_index(const Call& call, size_t i, int64_t numel) {
-  auto idx = flat_examples(call, i);
+at::Tensor wrapped_flat_index(const Call& call, int64_t numel) {
+  auto idx = flat_examples(call, "index");
   return at::where(idx < 0, idx + numel, idx);
 }
 
 Outs take_rule(Call& call) {
-  const auto numel = call.args[0].toTensor().numel();
-  auto out = at::gather(flat_examples(call, 0), 1, wrapped_flat_index(call, 1, numel));
-  auto sizes = call.args[1].toTensor().sizes().vec();
+  const auto numel = call.arg("self").toTensor().numel();
+  auto out = at::gather(flat_examples(call, "self"), 1, wrapped_flat_index(call, numel));
+  auto sizes = call.arg("index").toTensor().sizes().vec();
   sizes.insert(sizes.begin(), call.batch_size);
   return {{out.view(sizes), 0}};
 }
 
 Outs put_rule(Call& call) {
-  const auto& self = call.args[0].toTensor();
-  auto out = flat_examples(call, 0).clone(at::MemoryFormat::Contiguous);
-  auto idx = wrapped_flat_index(call, 1, self.numel());
-  auto source = flat_examples(call, 2).to(out.scalar_type());
-  if (call.args[3].toBool()) {
+  const auto& self = call.arg("self").toTensor();
+  auto out = flat_examples(call, "self").clone(at::MemoryFormat::Contiguous);
+  auto idx = wrapped_flat_index(call, self.numel());
+  auto source = flat_examples(call, "source").to(out.scalar_type());
+  if (call.arg("accumulate").toBool()) {
     out.scatter_add_(1, idx, source);
   } else {
     out.scatter_(1, idx, source);
@@ -488,18 +488,18 @@ Outs put_rule(Call& call) {
   return write_back_if_inplace(call, out.view(sizes));
 }
 
-// Tensor argument 0 and the mask (argument 1) broadcast against each other, as
-// [B, numel] each, and the broadcast physical shape.
+// Tensor argument `values` (self, or masked_scatter_backward's grad_output) and the
+// mask broadcast against each other, as [B, numel] each, and the broadcast physical shape.
 struct Masked {
   at::Tensor values;
   at::Tensor mask;
   std::vector<int64_t> sizes;
 };
 
-Masked broadcast_with_mask(const Call& call) {
-  auto [value, value_bdim] = call.tensor(0);
-  auto [mask, mask_bdim] = call.tensor(1);
-  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
+Masked broadcast_with_mask(const Call& call, std::string_view values) {
+  auto [value, value_bdim] = call.tensor(values);
+  auto [mask, mask_bdim] = call.tensor("mask");
+  const int64_t rank = std::max(call.arg(values).toTensor().dim(), call.arg("mask").toTensor().dim());
   auto v = axis::pad_to_rank(axis::materialize(value, value_bdim, call.batch_size), rank);
   auto m = axis::pad_to_rank(axis::materialize(mask, mask_bdim, call.batch_size), rank);
   auto sizes = at::infer_size(v.sizes(), m.sizes());
@@ -510,8 +510,8 @@ Masked broadcast_with_mask(const Call& call) {
 // The k-th selected element of an example takes the k-th element of its source:
 // the running count of the mask picks the source element, with no data-dependent shape.
 Outs masked_scatter_rule(Call& call) {
-  auto [s, m, sizes] = broadcast_with_mask(call);
-  auto source = flat_examples(call, 2).to(s.scalar_type());
+  auto [s, m, sizes] = broadcast_with_mask(call, "self");
+  auto source = flat_examples(call, "source").to(s.scalar_type());
   auto count = at::cumsum(m, 1);
   TORCH_CHECK(count.numel() == 0 || count.select(1, -1).max().item<int64_t>() <= source.size(1),
               "masked_scatter: the mask selects more elements than the source has (", source.size(1), ")");
@@ -524,10 +524,10 @@ Outs masked_scatter_rule(Call& call) {
 // result has a shape and is one index over the examples' dims. A batched mask
 // selects a different number of elements per example: a data-dependent shape.
 Outs masked_select_rule(Call& call) {
-  auto [mask, mask_bdim] = call.tensor(1);
+  auto [mask, mask_bdim] = call.tensor("mask");
   TORCH_CHECK(!mask_bdim.has_value(), errors::data_dependent(call.name()));
-  auto [self, self_bdim] = call.tensor(0);
-  const int64_t rank = std::max(call.args[0].toTensor().dim(), mask.dim());
+  auto [self, self_bdim] = call.tensor("self");
+  const int64_t rank = std::max(call.arg("self").toTensor().dim(), mask.dim());
   auto s = axis::pad_to_rank(axis::materialize(self, self_bdim, call.batch_size), rank);
   auto shape = at::infer_size(s.sizes().slice(1), mask.sizes());
   std::vector<int64_t> full(shape.begin(), shape.end());
@@ -539,8 +539,8 @@ Outs masked_select_rule(Call& call) {
 // The gradient of masked_scatter's source: the selected elements of the gradient
 // in order, zero-padded to the source's size.
 Outs masked_scatter_backward_rule(Call& call) {
-  auto [gf, mf, shape] = broadcast_with_mask(call);
-  auto sizes = call.args[2].toDimVector();
+  auto [gf, mf, shape] = broadcast_with_mask(call, "grad_output");
+  auto sizes = call.arg("sizes").toDimVector();
   const int64_t numel = c10::multiply_integers(sizes);
   // Unselected elements (and selections beyond the source) land in a spare slot.
   auto slot = at::where(mf, at::cumsum(mf, 1) - 1, numel).clamp_max(numel);
@@ -553,8 +553,8 @@ Outs masked_scatter_backward_rule(Call& call) {
 // Each example of the result is laid out as its clone would be (the example's
 // strides when dense, else contiguous), examples one after another.
 Outs as_strided_scatter_rule(Call& call) {
-  const auto& logical = call.args[0].toTensor();
-  auto [self, self_bdim] = call.tensor(0);
+  const auto& logical = call.arg("self").toTensor();
+  auto [self, self_bdim] = call.tensor("self");
   auto batched_self = axis::materialize(self, self_bdim, call.batch_size);
   auto sizes = logical.sizes().vec();
   auto strides = at::empty_like(batched_self.select(0, 0)).strides().vec();
@@ -562,16 +562,17 @@ Outs as_strided_scatter_rule(Call& call) {
   strides.insert(strides.begin(), std::max<int64_t>(logical.numel(), 1));
   auto out = at::empty_strided(sizes, strides, self.options());
   out.copy_(batched_self);
-  auto view_sizes = call.args[2].toDimVector();
-  auto view_strides = call.args[3].toDimVector();
+  auto view_sizes = call.arg("size").toDimVector();
+  auto view_strides = call.arg("stride").toDimVector();
   view_sizes.insert(view_sizes.begin(), call.batch_size);
   view_strides.insert(view_strides.begin(), strides[0]);
   // An explicit offset counts from the example's own offset (the BatchedTensor
   // reports its value's), as as_strided's does under vmap.
-  const int64_t offset = call.args[4].isNone() ? 0 : call.args[4].toInt() - logical.storage_offset();
-  TORCH_CHECK(offset >= 0, "vmap: as_strided_scatter with storage_offset ", call.args[4].toInt(),
+  const auto& storage_offset = call.arg("storage_offset");
+  const int64_t offset = storage_offset.isNone() ? 0 : storage_offset.toInt() - logical.storage_offset();
+  TORCH_CHECK(offset >= 0, "vmap: as_strided_scatter with storage_offset ", storage_offset.toInt(),
               " before the tensor's own offset ", logical.storage_offset(), " is not supported under vmap.");
-  auto [src, src_bdim] = call.tensor(1);
+  auto [src, src_bdim] = call.tensor("src");
   out.as_strided(view_sizes, view_strides, offset).copy_(axis::materialize(src, src_bdim, call.batch_size));
   return {{out, 0}};
 }
@@ -579,33 +580,38 @@ Outs as_strided_scatter_rule(Call& call) {
 } // namespace
 
 void add_index_rules(std::vector<RuleEntry>& t) {
-  t.push_back({"cat", &cat_rule});
-  t.push_back({"stack", &stack_rule});
+  t.push_back({"cat", &cat_rule, RuleKind::Physical, nullptr, {"tensors", "dim"}});
+  t.push_back({"stack", &stack_rule, RuleKind::Physical, nullptr, {"tensors", "dim"}});
   t.push_back({"_chunk_cat", &chunk_cat_rule, RuleKind::Physical, nullptr, {"tensors", "dim", "num_chunks"}});
-  t.push_back({"index_select", &index_select_rule});
+  t.push_back({"index_select", &index_select_rule, RuleKind::Physical, nullptr, {"self", "dim", "index"}});
   t.push_back({"index.Tensor", &index_rule, RuleKind::Physical,
-               "with batched indices that are not adjacent or do not start at the first indexed dim"});
+               "with batched indices that are not adjacent or do not start at the first indexed dim",
+               {"self", "indices"}});
   for (const char* op : {"index_put", "index_put_", "_index_put_impl_"}) {
     t.push_back({op, &index_put_rule, RuleKind::Physical, "with a batched mask beside other indices",
                  {"self", "indices", "values"}});
   }
   for (const char* op : {"index_add", "index_add_", "index_copy", "index_copy_", "index_fill.int_Scalar",
                          "index_fill_.int_Scalar", "index_fill.int_Tensor", "index_fill_.int_Tensor"}) {
-    t.push_back({op, &index_dim_rule});
+    t.push_back({op, &index_dim_rule, RuleKind::Physical, nullptr, {"self", "dim", "index"}});
   }
   for (const char* op : {"index_reduce", "index_reduce_"}) {
     t.push_back({op, &index_reduce_rule, RuleKind::Physical, nullptr,
                  {"self", "dim", "index", "source", "reduce", "include_self"}});
   }
   t.push_back({"gather", &gather_rule});
-  t.push_back({"take", &take_rule});
-  t.push_back({"put", &put_rule});
-  t.push_back({"put_", &put_rule});
-  t.push_back({"masked_scatter", &masked_scatter_rule});
-  t.push_back({"masked_scatter_", &masked_scatter_rule});
-  t.push_back({"masked_scatter_backward", &masked_scatter_backward_rule});
-  t.push_back({"masked_select", &masked_select_rule});
-  t.push_back({"as_strided_scatter", &as_strided_scatter_rule});
+  t.push_back({"take", &take_rule, RuleKind::Physical, nullptr, {"self", "index"}});
+  for (const char* op : {"put", "put_"}) {
+    t.push_back({op, &put_rule, RuleKind::Physical, nullptr, {"self", "index", "source", "accumulate"}});
+  }
+  for (const char* op : {"masked_scatter", "masked_scatter_"}) {
+    t.push_back({op, &masked_scatter_rule, RuleKind::Physical, nullptr, {"self", "mask", "source"}});
+  }
+  t.push_back({"masked_scatter_backward", &masked_scatter_backward_rule, RuleKind::Physical, nullptr,
+               {"grad_output", "mask", "sizes"}});
+  t.push_back({"masked_select", &masked_select_rule, RuleKind::Physical, nullptr, {"self", "mask"}});
+  t.push_back({"as_strided_scatter", &as_strided_scatter_rule, RuleKind::Physical, nullptr,
+               {"self", "src", "size", "stride", "storage_offset"}});
   for (const char* op : {"scatter.src", "scatter.value", "scatter.reduce", "scatter.value_reduce",
                          "scatter_add", "scatter_reduce.two", "scatter_.src", "scatter_.value",
                          "scatter_add_", "scatter_reduce_.two", "select_scatter", "slice_scatter",

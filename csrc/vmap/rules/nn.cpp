@@ -184,20 +184,20 @@ at::Tensor unflat_front(const at::Tensor& t, int64_t batch_size) {
 
 Outs convolution_rule(Call& call) {
   const auto B = call.batch_size;
-  auto [input, input_bdim] = call.tensor(0);
-  auto [weight, weight_bdim] = call.tensor(1);
-  auto bias = call.optional_tensor(2);
+  auto [input, input_bdim] = call.tensor("input");
+  auto [weight, weight_bdim] = call.tensor("weight");
+  auto bias = call.optional_tensor(call.index("bias"));
   const bool per_example_params = weight_bdim.has_value() || (bias && bias->second.has_value());
   auto args = call.args;
   if (!per_example_params) {
-    args[0] = axis::fold_into(axis::bdim_to_front(input, input_bdim), 0);
+    args[call.index("input")] = axis::fold_into(axis::bdim_to_front(input, input_bdim), 0);
     auto out = call.call_below(std::move(args))[0].toTensor();
     return {{axis::unfold_from(out, 0, B), 0}};
   }
-  args[0] = channels_in(axis::materialize(input, input_bdim, B));
-  args[1] = flat_front(axis::materialize(weight, weight_bdim, B));
-  if (bias) args[2] = flat_front(axis::materialize(bias->first, bias->second, B));
-  args[8] = args[8].toInt() * B;
+  args[call.index("input")] = channels_in(axis::materialize(input, input_bdim, B));
+  args[call.index("weight")] = flat_front(axis::materialize(weight, weight_bdim, B));
+  if (bias) args[call.index("bias")] = flat_front(axis::materialize(bias->first, bias->second, B));
+  args[call.index("groups")] = call.arg("groups").toInt() * B;
   auto out = call.call_below(std::move(args))[0].toTensor();
   return {{channels_out(out, B), 0}};
 }
@@ -205,19 +205,19 @@ Outs convolution_rule(Call& call) {
 // The group trick serves every case: per-example weight gradients need it anyway.
 Outs convolution_backward_rule(Call& call) {
   const auto B = call.batch_size;
-  auto [grad_out, go_bdim] = call.tensor(0);
-  auto [input, input_bdim] = call.tensor(1);
-  auto [weight, weight_bdim] = call.tensor(2);
+  auto [grad_out, go_bdim] = call.tensor("grad_output");
+  auto [input, input_bdim] = call.tensor("input");
+  auto [weight, weight_bdim] = call.tensor("weight");
   auto args = call.args;
-  args[0] = channels_in(axis::materialize(grad_out, go_bdim, B));
-  args[1] = channels_in(axis::materialize(input, input_bdim, B));
-  args[2] = flat_front(axis::materialize(weight, weight_bdim, B));
-  if (!args[3].isNone()) {
-    auto bias_sizes = args[3].toDimVector();
+  args[call.index("grad_output")] = channels_in(axis::materialize(grad_out, go_bdim, B));
+  args[call.index("input")] = channels_in(axis::materialize(input, input_bdim, B));
+  args[call.index("weight")] = flat_front(axis::materialize(weight, weight_bdim, B));
+  if (!call.arg("bias_sizes").isNone()) {
+    auto bias_sizes = call.arg("bias_sizes").toDimVector();
     bias_sizes[0] *= B;
-    args[3] = c10::IValue(c10::IntArrayRef(bias_sizes));
+    args[call.index("bias_sizes")] = c10::IValue(c10::IntArrayRef(bias_sizes));
   }
-  args[9] = args[9].toInt() * B;
+  args[call.index("groups")] = call.arg("groups").toInt() * B;
   auto results = call.call_below(std::move(args));
   auto grad_input = results[0].toTensor();
   auto grad_weight = results[1].toTensor();
@@ -229,11 +229,11 @@ Outs convolution_backward_rule(Call& call) {
 
 Outs embedding_rule(Call& call) {
   const auto B = call.batch_size;
-  auto [weight, weight_bdim] = call.tensor(0);
-  auto [indices, indices_bdim] = call.tensor(1);
+  auto [weight, weight_bdim] = call.tensor("weight");
+  auto [indices, indices_bdim] = call.tensor("indices");
   auto args = call.args;
   if (!weight_bdim.has_value()) {
-    args[1] = axis::bdim_to_front(indices, indices_bdim);
+    args[call.index("indices")] = axis::bdim_to_front(indices, indices_bdim);
     return {{call.call_below(std::move(args))[0], 0}};
   }
   // Per-example tables: offset each example's indices into the stacked table.
@@ -243,10 +243,10 @@ Outs embedding_rule(Call& call) {
   std::vector<int64_t> shape(idx.dim(), 1);
   shape[0] = B;
   auto offsets = at::arange(B, idx.options()).mul(rows).view(shape);
-  args[0] = table.flatten(0, 1);
-  args[1] = idx + offsets;
+  args[call.index("weight")] = table.flatten(0, 1);
+  args[call.index("indices")] = idx + offsets;
   // padding_idx only matters for the backward (embedding_dense_backward's rule).
-  args[2] = int64_t{-1};
+  args[call.index("padding_idx")] = int64_t{-1};
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
@@ -268,7 +268,7 @@ Outs embedding_renorm_rule(Call& call) {
   const double norm_type = call.arg("norm_type").toDouble();
   if (!weight_bdim.has_value() && inplace) {
     at::embedding_renorm_(weight, axis::bdim_to_front(indices, indices_bdim).reshape({-1}), max_norm, norm_type);
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   auto front = axis::materialize(weight, weight_bdim, B);
   const auto rows = front.size(1);
@@ -280,7 +280,7 @@ Outs embedding_renorm_rule(Call& call) {
   at::embedding_renorm_(stacked, idx.reshape({-1}), max_norm, norm_type);
   if (!inplace) return {{stacked.view(front.sizes()), 0}};
   if (!direct) front.copy_(stacked.view(front.sizes()));
-  return {{call.args[0], std::nullopt}};
+  return {{call.arg("self"), std::nullopt}};
 }
 
 // Per-example weight gradients of an embedding: offset indices into B stacked tables.
@@ -299,10 +299,10 @@ Outs embedding_dense_backward_rule(Call& call) {
   shape[0] = B;
   auto offsets = at::arange(B, idx.options()).mul(rows).view(shape);
   auto args = call.args;
-  args[0] = g;
-  args[1] = idx + offsets;
-  args[2] = rows * B;
-  args[3] = int64_t{-1};
+  args[call.index("grad_output")] = g;
+  args[call.index("indices")] = idx + offsets;
+  args[call.index("num_weights")] = rows * B;
+  args[call.index("padding_idx")] = int64_t{-1};
   auto out = call.call_below(std::move(args))[0].toTensor();
   return {{out.unflatten(0, {B, rows}), 0}};
 }
@@ -311,19 +311,19 @@ Outs embedding_dense_backward_rule(Call& call) {
 // leading dim. Per-example weight or bias are applied after normalizing.
 Outs native_layer_norm_rule(Call& call) {
   const auto B = call.batch_size;
-  auto [input, input_bdim] = call.tensor(0);
-  auto weight = call.optional_tensor(2);
-  auto bias = call.optional_tensor(3);
+  auto [input, input_bdim] = call.tensor("input");
+  auto weight = call.optional_tensor(call.index("weight"));
+  auto bias = call.optional_tensor(call.index("bias"));
   auto args = call.args;
-  args[0] = axis::materialize(input, input_bdim, B);
+  args[call.index("input")] = axis::materialize(input, input_bdim, B);
   const bool per_example_params = (weight && weight->second.has_value()) || (bias && bias->second.has_value());
   if (!per_example_params) {
     auto r = call.call_below(std::move(args));
     return {{r[0], 0}, {r[1], 0}, {r[2], 0}};
   }
-  const auto rank = static_cast<int64_t>(args[0].toTensor().dim()) - 1;
-  args[2] = c10::IValue();
-  args[3] = c10::IValue();
+  const auto rank = call.arg("input").toTensor().dim();
+  args[call.index("weight")] = c10::IValue();
+  args[call.index("bias")] = c10::IValue();
   auto r = call.call_below(std::move(args));
   auto out = r[0].toTensor();
   if (weight) out = out * axis::pad_to_rank(axis::materialize(weight->first, weight->second, B), rank);
@@ -433,16 +433,17 @@ Outs pack_padded_sequence_backward_rule(Call& call) {
 } // namespace
 
 void add_nn_rules(std::vector<RuleEntry>& t) {
-  t.push_back({"convolution", &convolution_rule});
-  t.push_back({"convolution_backward", &convolution_backward_rule});
-  t.push_back({"embedding", &embedding_rule});
+  t.push_back({"convolution", &convolution_rule, RuleKind::Physical, nullptr, {"input", "weight", "bias", "groups"}});
+  t.push_back({"convolution_backward", &convolution_backward_rule, RuleKind::Physical, nullptr,
+               {"grad_output", "input", "weight", "bias_sizes", "groups"}});
+  t.push_back({"embedding", &embedding_rule, RuleKind::Physical, nullptr, {"weight", "indices", "padding_idx"}});
   for (const char* op : {"embedding_renorm_", "embedding_renorm"}) {
     t.push_back({op, &embedding_renorm_rule, RuleKind::Physical, nullptr,
                  {"self", "indices", "max_norm", "norm_type"}});
   }
   t.push_back({"embedding_dense_backward", &embedding_dense_backward_rule, RuleKind::Physical, nullptr,
                {"grad_output", "indices", "num_weights", "padding_idx"}});
-  t.push_back({"native_layer_norm", &native_layer_norm_rule});
+  t.push_back({"native_layer_norm", &native_layer_norm_rule, RuleKind::Physical, nullptr, {"input", "weight", "bias"}});
   t.push_back({"value_selecting_reduction_backward", &value_selecting_reduction_backward_rule, RuleKind::Physical,
                nullptr, {"grad", "dim", "indices", "sizes", "keepdim"}});
   t.push_back({"native_group_norm", &native_group_norm_rule, RuleKind::Physical, nullptr,

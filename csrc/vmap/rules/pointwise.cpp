@@ -157,10 +157,10 @@ Outs expanded_pointwise_rule(Call& call) {
 // value is not physically, so the fill becomes a where. The result broadcasts
 // self against the mask.
 Outs masked_fill_tensor_rule(Call& call) {
-  const int64_t rank = std::max(call.args[0].toTensor().dim(), call.args[1].toTensor().dim());
-  auto [self, self_bdim] = call.tensor(0);
-  auto [mask, mask_bdim] = call.tensor(1);
-  auto [value, value_bdim] = call.tensor(2);
+  const int64_t rank = std::max(call.arg("self").toTensor().dim(), call.arg("mask").toTensor().dim());
+  auto [self, self_bdim] = call.tensor("self");
+  auto [mask, mask_bdim] = call.tensor("mask");
+  auto [value, value_bdim] = call.tensor("value");
   auto s = self_bdim ? axis::pad_to_rank(axis::bdim_to_front(self, self_bdim), rank) : self;
   auto m = mask_bdim ? axis::pad_to_rank(axis::bdim_to_front(mask, mask_bdim), rank) : mask;
   auto v = value_bdim ? axis::pad_to_rank(axis::bdim_to_front(value, value_bdim), rank) : value;
@@ -168,7 +168,7 @@ Outs masked_fill_tensor_rule(Call& call) {
   if (is_inplace(call.schema())) {
     TORCH_CHECK(self_bdim.has_value(), errors::inplace_on_unbatched(call.name()));
     s.copy_(filled);
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   return {{filled, 0}};
 }
@@ -177,11 +177,7 @@ Outs masked_fill_tensor_rule(Call& call) {
 // rank (4 or 5), not the physical one. Each example gets the format's strides,
 // examples one after another.
 Outs memory_format_rule(Call& call) {
-  const auto& sargs = call.schema().arguments();
-  size_t format_arg = 0;
-  for (size_t i = 0; i < sargs.size(); ++i) {
-    if (sargs[i].name() == "memory_format") format_arg = i;
-  }
+  const size_t format_arg = call.index("memory_format");
   const auto& arg = call.args[format_arg];
   const auto format = arg.isNone() ? at::MemoryFormat::Preserve : arg.toMemoryFormat();
   if (format != at::MemoryFormat::ChannelsLast && format != at::MemoryFormat::ChannelsLast3d) {
@@ -189,10 +185,10 @@ Outs memory_format_rule(Call& call) {
   }
   auto args = call.args;
   args[format_arg] = c10::IValue();
-  auto [value, bdim] = call.tensor(0);
-  args[0] = axis::bdim_to_front(value, bdim);
+  auto [value, bdim] = call.tensor("self");
+  args[call.index("self")] = axis::bdim_to_front(value, bdim);
   auto converted = call.call_below(std::move(args))[0].toTensor();
-  const auto& logical = call.args[0].toTensor();
+  const auto& logical = call.arg("self").toTensor();
   auto strides = at::empty(logical.sizes(), at::TensorOptions().device(at::kMeta).memory_format(format)).strides().vec();
   auto sizes = converted.sizes().vec();
   strides.insert(strides.begin(), std::max<int64_t>(logical.numel(), 1));
@@ -202,11 +198,12 @@ Outs memory_format_rule(Call& call) {
 }
 
 void add_pointwise_rules(std::vector<RuleEntry>& t) {
-  t.push_back({"_to_copy", &memory_format_rule});
+  t.push_back({"_to_copy", &memory_format_rule, RuleKind::Physical, nullptr, {"self", "memory_format"}});
   t.push_back({"gelu_backward", &expanded_pointwise_rule});
-  t.push_back({"clone", &memory_format_rule});
-  t.push_back({"masked_fill.Tensor", &masked_fill_tensor_rule});
-  t.push_back({"masked_fill_.Tensor", &masked_fill_tensor_rule});
+  t.push_back({"clone", &memory_format_rule, RuleKind::Physical, nullptr, {"self", "memory_format"}});
+  for (const char* op : {"masked_fill.Tensor", "masked_fill_.Tensor"}) {
+    t.push_back({op, &masked_fill_tensor_rule, RuleKind::Physical, nullptr, {"self", "mask", "value"}});
+  }
   // Untagged ops that broadcast their tensor operands like pointwise ops.
   for (const char* op : {"copy_", "zero_", "fill_.Scalar", "masked_fill.Scalar",
                          "masked_fill_.Scalar", "where.self", "lerp.Scalar", "lerp.Tensor",

@@ -17,12 +17,20 @@ bool is_dim_name(const std::string& n) {
       n == "destination" || n == "dimension";
 }
 
-at::Tensor front(const Call& call, size_t i = 0) {
-  auto [value, bdim] = call.tensor(i);
+// The tensor a view rule views is its op's first argument (self, or a backward's
+// grad_output): these generic helpers read it from the schema's first slot.
+at::Tensor front(const Call& call) {
+  auto [value, bdim] = call.tensor(size_t{0});
   return axis::bdim_to_front(value, bdim);
 }
 
 int64_t rank(const Call& call) { return call.args[0].toTensor().dim(); }
+
+// view, _unsafe_view and the copies name their sizes `size`; reshape names them `shape`.
+size_t sizes_index(const Call& call) {
+  const auto i = call.schema().argumentIndexWithName("size");
+  return i.has_value() ? *i : call.index("shape");
+}
 
 // Shifts dim arguments (wrapped against the logical rank, at least 1).
 Outs view_dim_rule(Call& call) {
@@ -55,9 +63,10 @@ Outs view_dim_rule(Call& call) {
 Outs size_rule(Call& call) {
   torch::jit::Stack physical = call.args;
   physical[0] = front(call);
-  auto sizes = call.args[1].toDimVector();
+  const auto i = sizes_index(call);
+  auto sizes = call.args[i].toDimVector();
   sizes.insert(sizes.begin(), call.batch_size);
-  physical[1] = c10::IValue(c10::IntArrayRef(sizes));
+  physical[i] = c10::IValue(c10::IntArrayRef(sizes));
   auto results = call.call_below(std::move(physical));
   return {{std::move(results[0]), 0}};
 }
@@ -68,32 +77,32 @@ Outs size_rule(Call& call) {
 // over operands batched along different dims lays its physical value out like its
 // operands. So the batched _unsafe_view is a reshape (a copy only where needed).
 Outs unsafe_view_rule(Call& call) {
-  auto sizes = call.args[1].toDimVector();
+  auto sizes = call.arg("size").toDimVector();
   sizes.insert(sizes.begin(), call.batch_size);
   return {{front(call).reshape(sizes), 0}};
 }
 
 Outs expand_rule(Call& call) {
-  auto sizes = call.args[1].toDimVector();
+  auto sizes = call.arg("size").toDimVector();
   auto x = axis::pad_to_rank(front(call), static_cast<int64_t>(sizes.size()));
   sizes.insert(sizes.begin(), call.batch_size);
-  return {{x.expand(sizes, call.args[2].toBool()), 0}};
+  return {{x.expand(sizes, call.arg("implicit").toBool()), 0}};
 }
 
 Outs repeat_rule(Call& call) {
-  auto repeats = call.args[1].toDimVector();
+  auto repeats = call.arg("repeats").toDimVector();
   auto x = axis::pad_to_rank(front(call), static_cast<int64_t>(repeats.size()));
   repeats.insert(repeats.begin(), 1);
   return {{x.repeat(repeats), 0}};
 }
 
 Outs unsqueeze_rule(Call& call) {
-  const auto d = axis::physical_dim(call.args[1].toInt(), rank(call) + 1);
+  const auto d = axis::physical_dim(call.arg("dim").toInt(), rank(call) + 1);
   return {{front(call).unsqueeze(d), 0}};
 }
 
 c10::DimVector squeezable_dims(const Call& call) {
-  const auto& t = call.args[0].toTensor();
+  const auto& t = call.arg("self").toTensor();
   c10::DimVector dims;
   for (int64_t d = 0; d < t.dim(); ++d) {
     if (t.size(d) == 1) dims.push_back(d + 1);
@@ -109,14 +118,14 @@ Outs unfold_rule(Call& call) {
   if (rank(call) != 0) return view_dim_rule(call);
   auto args = call.args;
   args[0] = front(call).unsqueeze(1);
-  args[1] = axis::physical_dim(call.args[1].toInt(), 1);
+  args[call.index("dimension")] = axis::physical_dim(call.arg("dimension").toInt(), 1);
   return {{call.call_below(std::move(args))[0].toTensor().squeeze(1), 0}};
 }
 
 Outs permute_rule(Call& call) {
   const auto r = rank(call);
   c10::DimVector dims{0};
-  for (auto d : call.args[1].toDimVector()) dims.push_back(axis::physical_dim(d, r));
+  for (auto d : call.arg("dims").toDimVector()) dims.push_back(axis::physical_dim(d, r));
   return {{front(call).permute(dims), 0}};
 }
 
@@ -127,39 +136,39 @@ Outs t_rule(Call& call) {
 
 // roll without dims rolls the flattened example.
 Outs roll_rule(Call& call) {
-  if (!call.args[2].toDimVector().empty()) return view_dim_rule(call);
-  const auto& t = call.args[0].toTensor();
+  if (!call.arg("dims").toDimVector().empty()) return view_dim_rule(call);
+  const auto& t = call.arg("self").toTensor();
   auto flat = front(call).reshape({call.batch_size, t.numel()});
-  return {{flat.roll(call.args[1].toDimVector(), {1}).reshape(front(call).sizes()), 0}};
+  return {{flat.roll(call.arg("shifts").toDimVector(), {1}).reshape(front(call).sizes()), 0}};
 }
 
 // The result has one dim more than the example: dims wrap against rank + 1.
 Outs diag_embed_rule(Call& call) {
   const auto r = rank(call) + 1;
-  return {{at::diag_embed(front(call), call.args[1].toInt(), axis::physical_dim(call.args[2].toInt(), r),
-                          axis::physical_dim(call.args[3].toInt(), r)), 0}};
+  return {{at::diag_embed(front(call), call.arg("offset").toInt(), axis::physical_dim(call.arg("dim1").toInt(), r),
+                          axis::physical_dim(call.arg("dim2").toInt(), r)), 0}};
 }
 
 // In-place views change the BatchedTensor itself: its physical value becomes
 // the corresponding view of the old value.
 Outs replace_value(Call& call, const at::Tensor& new_value) {
-  auto* self = maybe_batched(call.args[0].toTensor());
+  auto* self = maybe_batched(call.arg("self").toTensor());
   self->set_value(new_value, 0);
-  return {{call.args[0], std::nullopt}};
+  return {{call.arg("self"), std::nullopt}};
 }
 
 Outs unsqueeze_inplace(Call& call) {
-  return replace_value(call, front(call).unsqueeze(axis::physical_dim(call.args[1].toInt(), rank(call) + 1)));
+  return replace_value(call, front(call).unsqueeze(axis::physical_dim(call.arg("dim").toInt(), rank(call) + 1)));
 }
 // Squeezing a 0-dim example changes nothing.
 Outs squeeze_inplace(Call& call) { return replace_value(call, front(call).squeeze(squeezable_dims(call))); }
 Outs squeeze_dim_inplace(Call& call) {
-  if (rank(call) == 0) return {{call.args[0], std::nullopt}};
-  return replace_value(call, front(call).squeeze(axis::physical_dim(call.args[1].toInt(), rank(call))));
+  if (rank(call) == 0) return {{call.arg("self"), std::nullopt}};
+  return replace_value(call, front(call).squeeze(axis::physical_dim(call.arg("dim").toInt(), rank(call))));
 }
 Outs squeeze_dims_inplace(Call& call) {
-  if (rank(call) == 0) return {{call.args[0], std::nullopt}};
-  auto dims = call.args[1].toDimVector();
+  if (rank(call) == 0) return {{call.arg("self"), std::nullopt}};
+  auto dims = call.arg("dim").toDimVector();
   for (auto& d : dims) d = axis::physical_dim(d, rank(call));
   return replace_value(call, front(call).squeeze(dims));
 }
@@ -170,10 +179,10 @@ Outs squeeze_dims_inplace(Call& call) {
 // the batch dim at 0 of a contiguous value. The BatchedTensor then gets fresh
 // memory holding each example's first elements.
 Outs resize_to(Call& call, c10::IntArrayRef new_sizes) {
-  auto [value, bdim] = call.tensor(0);
+  auto [value, bdim] = call.tensor("self");
   TORCH_CHECK(bdim.has_value(), errors::inplace_on_unbatched(call.name()));
-  const auto& logical = call.args[0].toTensor();
-  if (logical.sizes() == new_sizes) return {{call.args[0], std::nullopt}};
+  const auto& logical = call.arg("self").toTensor();
+  if (logical.sizes() == new_sizes) return {{call.arg("self"), std::nullopt}};
   TORCH_CHECK(bdim == 0 && value.is_contiguous(),
               "vmap: ", call.name(), " to a new shape needs each example to be contiguous (the batch dim at 0 "
               "of a contiguous tensor), but this one is batched along dim ", bdim.value_or(-1), " of a tensor "
@@ -190,14 +199,14 @@ Outs resize_to(Call& call, c10::IntArrayRef new_sizes) {
 }
 
 bool contiguous_format(const Call& call) {
-  return call.args.size() < 3 || call.args[2].isNone() ||
-      call.args[2].toMemoryFormat() == at::MemoryFormat::Contiguous;
+  const auto& format = call.arg("memory_format");
+  return format.isNone() || format.toMemoryFormat() == at::MemoryFormat::Contiguous;
 }
 
 Outs resize_inplace(Call& call) {
   TORCH_CHECK(contiguous_format(call), "vmap: resize_ supports only memory_format=torch.contiguous_format "
               "under vmap; resize the tensor outside vmap instead.");
-  return resize_to(call, call.args[1].toDimVector());
+  return resize_to(call, call.arg("size").toDimVector());
 }
 // resize_as_ reads only the shape of `the_template`, which every example shares: an
 // unbatched self is resized once, to the examples' shape, and stays unbatched.
@@ -208,30 +217,30 @@ Outs resize_as_inplace(Call& call) {
   auto [self, self_bdim] = call.tensor("self");
   if (!self_bdim.has_value()) {
     self.resize_(sizes);
-    return {{call.args[0], std::nullopt}};
+    return {{call.arg("self"), std::nullopt}};
   }
   return resize_to(call, sizes);
 }
 Outs transpose_inplace(Call& call) {
-  if (rank(call) == 0) return {{call.args[0], std::nullopt}}; // transposing a 0-dim example changes nothing
+  if (rank(call) == 0) return {{call.arg("self"), std::nullopt}}; // transposing a 0-dim example changes nothing
   const auto r = rank(call);
-  return replace_value(call, front(call).transpose(axis::physical_dim(call.args[1].toInt(), r),
-                                                   axis::physical_dim(call.args[2].toInt(), r)));
+  return replace_value(call, front(call).transpose(axis::physical_dim(call.arg("dim0").toInt(), r),
+                                                   axis::physical_dim(call.arg("dim1").toInt(), r)));
 }
 Outs t_inplace(Call& call) {
   auto x = front(call);
   return replace_value(call, rank(call) == 2 ? x.transpose(1, 2) : x);
 }
 
-// Backward of select/slice/diagonal: zeros of the input's shape (args[1]) with the
+// Backward of select/slice/diagonal: zeros of the input's shape (input_sizes) with the
 // gradient written into the part the view selects. `part` takes the zeros and
 // the logical rank of the input.
 template <typename Part>
 Outs into_zeros(Call& call, Part part) {
-  auto sizes = call.args[1].toDimVector();
+  auto sizes = call.arg("input_sizes").toDimVector();
   const auto r = static_cast<int64_t>(sizes.size());
   sizes.insert(sizes.begin(), call.batch_size);
-  auto [grad, grad_bdim] = call.tensor(0);
+  auto [grad, grad_bdim] = call.tensor("grad_output");
   auto g = axis::materialize(grad, grad_bdim, call.batch_size);
   auto out = at::zeros(sizes, g.options());
   part(out, r).copy_(g);
@@ -240,37 +249,37 @@ Outs into_zeros(Call& call, Part part) {
 
 Outs select_backward_rule(Call& call) {
   return into_zeros(call, [&](const at::Tensor& z, int64_t r) {
-    return z.select(axis::physical_dim(call.args[2].toInt(), r), call.args[3].toInt());
+    return z.select(axis::physical_dim(call.arg("dim").toInt(), r), call.arg("index").toInt());
   });
 }
 
 Outs slice_backward_rule(Call& call) {
   return into_zeros(call, [&](const at::Tensor& z, int64_t r) {
-    return z.slice(axis::physical_dim(call.args[2].toInt(), r), call.args[3].toInt(), call.args[4].toInt(),
-                   call.args[5].toInt());
+    return z.slice(axis::physical_dim(call.arg("dim").toInt(), r), call.arg("start").toInt(), call.arg("end").toInt(),
+                   call.arg("step").toInt());
   });
 }
 
 Outs diagonal_backward_rule(Call& call) {
   return into_zeros(call, [&](const at::Tensor& z, int64_t r) {
-    return z.diagonal(call.args[2].toInt(), axis::physical_dim(call.args[3].toInt(), r),
-                      axis::physical_dim(call.args[4].toInt(), r));
+    return z.diagonal(call.arg("offset").toInt(), axis::physical_dim(call.arg("dim1").toInt(), r),
+                      axis::physical_dim(call.arg("dim2").toInt(), r));
   });
 }
 
 // An uninitialized tensor with per-example strides: examples are laid out one
 // after another, each spanning what its strides reach.
 Outs new_empty_strided_rule(Call& call) {
-  auto sizes = call.args[1].toDimVector();
-  auto strides = call.args[2].toDimVector();
+  auto sizes = call.arg("size").toDimVector();
+  auto strides = call.arg("stride").toDimVector();
   int64_t span = 1;
   for (size_t d = 0; d < sizes.size(); ++d) span += (sizes[d] - 1) * strides[d];
   sizes.insert(sizes.begin(), call.batch_size);
   strides.insert(strides.begin(), std::max<int64_t>(span, 1));
   auto args = call.args;
-  args[0] = front(call);
-  args[1] = c10::IValue(c10::IntArrayRef(sizes));
-  args[2] = c10::IValue(c10::IntArrayRef(strides));
+  args[call.index("self")] = front(call);
+  args[call.index("size")] = c10::IValue(c10::IntArrayRef(sizes));
+  args[call.index("stride")] = c10::IValue(c10::IntArrayRef(strides));
   return {{call.call_below(std::move(args))[0], 0}};
 }
 
@@ -278,11 +287,13 @@ Outs new_empty_strided_rule(Call& call) {
 // storage offset is example 0's (a BatchedTensor reports its value's offset).
 Outs as_strided_rule(Call& call) {
   auto x = front(call);
-  auto sizes = call.args[1].toDimVector();
-  auto strides = call.args[2].toDimVector();
+  auto sizes = call.arg("size").toDimVector();
+  auto strides = call.arg("stride").toDimVector();
   sizes.insert(sizes.begin(), call.batch_size);
   strides.insert(strides.begin(), x.stride(0));
-  const auto offset = call.args.size() > 3 && !call.args[3].isNone() ? call.args[3].toInt() : x.storage_offset();
+  // _reshape_alias has no storage_offset: the value's own.
+  const auto i = call.schema().argumentIndexWithName("storage_offset");
+  const auto offset = i.has_value() && !call.args[*i].isNone() ? call.args[*i].toInt() : x.storage_offset();
   return {{x.as_strided(sizes, strides, offset), 0}};
 }
 
