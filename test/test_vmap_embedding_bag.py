@@ -3,6 +3,7 @@
 per-example loop, with the per-example fallback disabled."""
 import pytest
 import torch
+import torch.func
 import torch.nn.functional as F
 
 import torchfunc
@@ -65,3 +66,31 @@ def test_functional_embedding_bag_with_2d_indices_and_a_batched_table(mode):
     indices = torch.randint(0, V, (B, 2, 3))
     f = lambda i, w: F.embedding_bag(i, w, mode=mode, padding_idx=1)  # noqa: E731
     assert_same(torchfunc.vmap(f)(indices, weight), torch.stack([f(indices[b], weight[b]) for b in range(B)]))
+
+
+@pytest.mark.parametrize("padding_idx", [None, 2])
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("weight_batched", [False, True], ids=["shared_table", "batched_table"])
+def test_per_sample_gradients_match_loop(weight_batched, mode, padding_idx):
+    # _embedding_bag, _embedding_bag_backward and the per_sample_weights backward.
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(B, V, D, dtype=torch.float64, generator=g)
+    indices = torch.randint(0, V, (B, 8), generator=g)
+    indices[0, :2] = 2
+    offsets = torch.tensor([0, 3, 3, 6])  # an empty bag
+    psw = torch.rand(B, 8, dtype=torch.float64, generator=g)
+    w = weight if weight_batched else weight[0]
+
+    def loss(w, i, p):
+        out = F.embedding_bag(i, w, offsets, mode=mode, padding_idx=padding_idx,
+                              per_sample_weights=p if mode == "sum" else None)
+        return out.sin().sum()
+
+    in_dims = (0 if weight_batched else None, 0, 0)
+    argnums = (0, 2) if mode == "sum" else 0
+    actual = torchfunc.vmap(torchfunc.grad(loss, argnums=argnums), in_dims=in_dims)(w, indices, psw)
+    _C.set_fallback_enabled(True)
+    loop = [torch.func.grad(loss, argnums=argnums)(w[b] if weight_batched else w, indices[b], psw[b])
+            for b in range(B)]
+    expected = (tuple(torch.stack(t) for t in zip(*loop)) if mode == "sum" else torch.stack(loop))
+    assert_same(actual, expected)

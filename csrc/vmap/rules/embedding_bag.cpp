@@ -1,5 +1,5 @@
-// embedding_bag's forward (_embedding_bag_forward_only: the op vmap meets when no
-// gradient is recorded).
+// embedding_bag: its forward (_embedding_bag_forward_only when no gradient is
+// recorded, _embedding_bag under a grad level) and its backward ops.
 //
 // NOTE [embedding_bag by folding the batch into the bags]
 // Per example, embedding_bag reduces bags of rows of a [V, D] table: indices [n]
@@ -82,11 +82,111 @@ Outs embedding_bag_forward_rule(Call& call) {
           {max_indices, 0}};
 }
 
+// Example b's rows of a table of V rows, in a stacked [B*V] table: indices + b*V,
+// entries equal to padding_idx left at padding_idx (excluded, never read).
+at::Tensor stacked_indices(const at::Tensor& indices, int64_t V, int64_t padding_idx) {
+  auto shifted = indices + at::arange(indices.size(0), indices.options()).unsqueeze(1) * V;
+  return padding_idx >= 0 ? at::where(indices == padding_idx, indices, shifted) : shifted;
+}
+
+// Tensor argument `name` materialized as [B, rest] and flattened to [B*rest].
+at::Tensor folded(const Call& call, const char* name) {
+  auto [value, bdim] = call.tensor(name);
+  return axis::materialize(value, bdim, call.batch_size).reshape({-1});
+}
+
+// The examples' offset2bag [B, n] (empty in sum mode without weights) as one call's:
+// each entry's bag + b*bags.
+at::Tensor folded_offset2bag(const Call& call, int64_t bags) {
+  auto [value, bdim] = call.tensor("offset2bag");
+  auto o = axis::materialize(value, bdim, call.batch_size).reshape({call.batch_size, -1});
+  return (o + at::arange(call.batch_size, o.options()).unsqueeze(1) * bags).reshape({-1});
+}
+
+// The weight gradient of every example at once: one dense backward into a stacked
+// [B*V, D] table (NOTE [embedding_bag by folding the batch into the bags]), with
+// each example's indices, bags and maxima shifted into it. scale_grad_by_freq counts
+// an index within its example, as the stacked indices do. The sparse gradient loops.
+Outs embedding_bag_dense_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  const auto sparse = call.schema().argumentIndexWithName("sparse");
+  if (sparse.has_value() && call.args[*sparse].toBool()) return loop_rule(call);
+  const auto& logical_grad = call.arg("grad").toTensor();
+  const int64_t bags = logical_grad.size(0);
+  const int64_t V = call.arg("num_weights").toInt();
+  const int64_t padding_idx = call.arg("padding_idx").toInt();
+  auto [g, g_bdim] = call.tensor("grad");
+  auto [idx, idx_bdim] = call.tensor("indices");
+  auto indices = axis::materialize(idx, idx_bdim, B).reshape({B, -1});
+  auto args = call.args;
+  args[call.index("grad")] = axis::materialize(g, g_bdim, B).reshape({B * bags, logical_grad.size(1)});
+  args[call.index("indices")] = stacked_indices(indices, V, padding_idx).reshape({-1});
+  if (const auto off = call.schema().argumentIndexWithName("offsets"); off.has_value()) {
+    auto [o, o_bdim] = call.tensor(*off);
+    auto offsets = axis::materialize(o, o_bdim, B).reshape({B, -1}).narrow(1, 0, bags);
+    args[*off] = (offsets + at::arange(B, offsets.options()).unsqueeze(1) * indices.size(1)).reshape({-1});
+  }
+  args[call.index("offset2bag")] = folded_offset2bag(call, bags);
+  args[call.index("bag_size")] = folded(call, "bag_size");
+  auto [mi, mi_bdim] = call.tensor("maximum_indices");
+  auto maxima = axis::materialize(mi, mi_bdim, B);
+  if (call.arg("mode").toInt() == 2) {
+    const auto start = at::arange(B, maxima.options()).view({B, 1, 1}) * V;
+    maxima = at::where(maxima >= 0, maxima + start, maxima);
+  }
+  args[call.index("maximum_indices")] = maxima.reshape({B * maxima.size(1), -1}).squeeze(-1);
+  args[call.index("num_weights")] = B * V;
+  if (auto psw = call.optional_tensor(call.index("per_sample_weights")); psw.has_value()) {
+    args[call.index("per_sample_weights")] = axis::materialize(psw->first, psw->second, B).reshape({-1});
+  }
+  auto out = call.call_below(std::move(args))[0].toTensor();
+  return {{out.view({B, V, out.size(1)}), 0}};
+}
+
+// The gradient of per_sample_weights: each entry's row of the table (stacked when
+// it is per example) dotted with its bag's gradient, for every example at once.
+Outs embedding_bag_per_sample_weights_backward_rule(Call& call) {
+  const auto B = call.batch_size;
+  const auto& logical_grad = call.arg("grad").toTensor();
+  const int64_t bags = logical_grad.size(0);
+  const auto& logical_weight = call.arg("weight").toTensor();
+  const int64_t V = logical_weight.size(0);
+  auto [g, g_bdim] = call.tensor("grad");
+  auto [w, w_bdim] = call.tensor("weight");
+  auto [idx, idx_bdim] = call.tensor("indices");
+  auto indices = axis::materialize(idx, idx_bdim, B).reshape({B, -1});
+  const int64_t n = indices.size(1);
+  auto args = call.args;
+  args[call.index("grad")] = axis::materialize(g, g_bdim, B).reshape({B * bags, logical_grad.size(1)});
+  if (w_bdim.has_value()) {
+    args[call.index("weight")] = axis::bdim_to_front(w, w_bdim).reshape({B * V, logical_weight.size(1)});
+    indices = stacked_indices(indices, V, call.arg("padding_idx").toInt());
+  }
+  args[call.index("indices")] = indices.reshape({-1});
+  auto [o, o_bdim] = call.tensor("offsets");
+  auto offsets = axis::materialize(o, o_bdim, B).reshape({B, -1}).narrow(1, 0, bags);
+  args[call.index("offsets")] = (offsets + at::arange(B, offsets.options()).unsqueeze(1) * n).reshape({-1});
+  args[call.index("offset2bag")] = folded_offset2bag(call, bags);
+  auto out = call.call_below(std::move(args))[0].toTensor();
+  return {{out.view({B, n}), 0}};
+}
+
 } // namespace
 
 void add_embedding_bag_rules(std::vector<RuleEntry>& t) {
-  t.push_back({"_embedding_bag_forward_only", &embedding_bag_forward_rule, RuleKind::Physical, nullptr,
-               {"weight", "indices", "offsets", "mode", "per_sample_weights", "include_last_offset", "padding_idx"}});
+  for (const char* op : {"_embedding_bag_forward_only", "_embedding_bag"}) {
+    t.push_back({op, &embedding_bag_forward_rule, RuleKind::Physical, nullptr,
+                 {"weight", "indices", "offsets", "mode", "per_sample_weights", "include_last_offset", "padding_idx"}});
+  }
+  t.push_back({"_embedding_bag_backward", &embedding_bag_dense_backward_rule, RuleKind::Physical,
+               "with sparse=True (a sparse gradient)",
+               {"grad", "indices", "offsets", "offset2bag", "bag_size", "maximum_indices", "num_weights", "mode",
+                "sparse", "per_sample_weights", "padding_idx"}});
+  t.push_back({"_embedding_bag_dense_backward", &embedding_bag_dense_backward_rule, RuleKind::Physical, nullptr,
+               {"grad", "indices", "offset2bag", "bag_size", "maximum_indices", "num_weights", "mode",
+                "per_sample_weights", "padding_idx"}});
+  t.push_back({"_embedding_bag_per_sample_weights_backward", &embedding_bag_per_sample_weights_backward_rule,
+               RuleKind::Physical, nullptr, {"grad", "weight", "indices", "offsets", "offset2bag", "padding_idx"}});
 }
 
 } // namespace torchfunc
