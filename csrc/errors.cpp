@@ -234,8 +234,7 @@ std::string storage_access(const char* tensor_kind) {
   return std::string("Cannot access data pointer of Tensor that doesn't have storage. ") +
          "torchfunc: cannot access the storage of a " + tensor_kind +
          " inside a transform: it has none of its own (for example .data_ptr(), .numpy(), .storage(), "
-         "or an op that reads the values of a tensor argument, such as tensor_split with tensor "
-         "indices). Return the tensor from the transformed function and use it outside, or pass "
+         "or an op whose kernel reads the values of a tensor argument through its data). Return the tensor from the transformed function and use it outside, or pass "
          "such arguments as Python values.";
 }
 

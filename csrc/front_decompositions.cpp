@@ -258,7 +258,9 @@ void peel_lengths(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 // cov's composite kernel zeroes norm_factor when it is <= 0 (after a warning), a test
 // it makes with is_scalar_tensor_true: under vmap that reads a batched value, refused
 // when the examples' weights give different answers. Here the same formula takes a
-// where instead, and the warning is decided on the values of every example at once.
+// where when only some examples have no degrees of freedom (their double backward
+// then gives NaN where the loop's gives inf), the kernel's zero_() when all of them
+// do, and the warning is decided on the values of every example at once.
 // The kernel's checks on the weights (non-negative, a non-zero sum) stay as they are:
 // they hold for every example or the op's error stands.
 at::Tensor all_examples(at::Tensor t) {
@@ -312,10 +314,17 @@ at::Tensor cov_decomposition(const at::Tensor& self, int64_t correction, const s
     norm_factor = w_sum - correction;
   }
   const auto no_freedom = norm_factor <= 0;
-  if (all_examples(no_freedom).any().item<bool>()) {
+  const auto every_example = all_examples(no_freedom);
+  if (every_example.any().item<bool>()) {
     TORCH_WARN("cov(): degrees of freedom is <= 0. Correction should be strictly less than the number of observations.");
+    // All examples: the kernel's own zero_() (its derivatives differ from a where's
+    // in their infs and NaNs).
+    if (every_example.all().item<bool>()) {
+      norm_factor.zero_();
+    } else {
+      norm_factor = at::where(no_freedom, at::zeros_like(norm_factor), norm_factor);
+    }
   }
-  norm_factor = at::where(no_freedom, at::zeros_like(norm_factor), norm_factor);
   const auto centered = in - avg.unsqueeze(1);
   const auto c = at::mm(centered, (w.defined() ? centered * w : centered).t().conj());
   return at::true_divide(c, norm_factor).squeeze();

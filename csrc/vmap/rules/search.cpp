@@ -116,6 +116,22 @@ struct Points {
   at::Tensor weight;  // [B, n] or undefined
 };
 
+// histogramdd's checks on the example's shapes (histogram's points are any shape).
+void check_histogramdd_shapes(const Call& call, int64_t dims) {
+  const auto& self = call.arg("self").toTensor();
+  TORCH_CHECK(self.dim() >= 1, "torch.histogramdd: input tensor should have at least 1 dimension, but got ",
+              self.dim());
+  TORCH_CHECK(self.size(-1) == dims, "histogramdd: The size of bins must be equal to the innermost dimension of "
+              "the input.");
+  const auto& weight = call.arg("weight");
+  if (weight.isTensor()) {
+    TORCH_CHECK(weight.toTensor().sizes() == self.sizes().slice(0, self.dim() - 1), "torch.histogramdd: if weight "
+                "tensor is provided it should have the same shape as the input tensor excluding its innermost "
+                "dimension, but got input with shape ", self.sizes(), " and weight with shape ",
+                weight.toTensor().sizes());
+  }
+}
+
 Points histogram_points(const Call& call, int64_t dims) {
   const auto B = call.batch_size;
   auto [value, bdim] = call.tensor("self");
@@ -231,12 +247,14 @@ Outs histogram_bins_tensor_rule(Call& call) {
 
 Outs histogramdd_bin_edges_rule(Call& call) {
   const auto counts = call.arg("bins").toDimVector();
+  check_histogramdd_shapes(call, static_cast<int64_t>(counts.size()));
   const auto p = histogram_points(call, static_cast<int64_t>(counts.size()));
   return {{c10::IValue(edges_from_counts(call, p, counts)), 0}};
 }
 
 Outs histogramdd_from_bin_cts_rule(Call& call) {
   const auto counts = call.arg("bins").toDimVector();
+  check_histogramdd_shapes(call, static_cast<int64_t>(counts.size()));
   const auto p = histogram_points(call, static_cast<int64_t>(counts.size()));
   return {{histogram_counts(p, edges_from_counts(call, p, counts), call.arg("density").toBool()), 0}};
 }
@@ -247,6 +265,7 @@ Outs histogramdd_from_bin_tensors_rule(Call& call) {
   for (const auto& [value, bdim] : call.tensors(i)) {
     edges.push_back(axis::materialize(value, bdim, call.batch_size).contiguous());
   }
+  check_histogramdd_shapes(call, static_cast<int64_t>(edges.size()));
   const auto p = histogram_points(call, static_cast<int64_t>(edges.size()));
   return {{histogram_counts(p, edges, call.arg("density").toBool()), 0}};
 }
