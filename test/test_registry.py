@@ -181,6 +181,14 @@ def test_docs_family_table_lists_the_registry_files():
     assert tables == documented
 
 
+def test_docs_family_tables_are_generated_from_the_registry():
+    from torchfunc.coverage import family_tables
+    with open(os.path.join(DOCS, "family_tables.md")) as f:
+        committed = f.read()
+    assert committed == family_tables(registry("aten")) + "\n", (
+        "docs/family_tables.md is out of date: python -m torchfunc.coverage --family-tables > docs/family_tables.md")
+
+
 class TestMessages(expecttest.TestCase):
     def test_str(self):
         self.assertExpectedInline(str(torchfunc.explain("aten::affine_grid_generator")), """aten::affine_grid_generator: loop, in vmap/fallback.cpp (loop_rule): no rule: the per-example fallback runs it once per example and stacks the results (slow)""")

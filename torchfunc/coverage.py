@@ -12,6 +12,7 @@ torch.autograd.forward_ad for jvp, torch.autograd.functional.jacobian for the Ja
     python -m torchfunc.coverage --quick            # every OpInfo, its first sample
     python -m torchfunc.coverage --json out.json --min-rate 0.85
     python -m torchfunc.coverage --registry         # one line per aten op: kind, source, why
+    python -m torchfunc.coverage --family-tables    # docs/family_tables.md, from the registry
 
 Exit status 1 when a transform's pass rate is below --min-rate. Random ops are left out
 (a loop cannot reproduce vmap's draws), as are samples the reference itself cannot run.
@@ -268,6 +269,29 @@ def summarize(results: list[dict], transforms: list[str]) -> dict[str, dict]:
     return table
 
 
+def family_tables(records: list) -> str:
+    """docs/family_tables.md: the ops of each family file of csrc/vmap/rules/, from the
+    registry (NOTE [The rule registry]); test_registry.py checks the committed copy."""
+    by_file: dict[str, list] = collections.defaultdict(list)
+    for r in records:
+        if r.source.startswith("vmap/rules/"):
+            by_file[r.source.split(" ")[0][len("vmap/"):]].append(r)
+    lines = ["# Batching rules by family file", "",
+             "Generated from the rule registry by `python -m torchfunc.coverage --family-tables "
+             "> docs/family_tables.md`;",
+             "`test/test_registry.py` fails when it is out of date. "
+             "`torchfunc.explain(op)` gives one op's record.", ""]
+    for file in sorted(by_file):
+        rows = sorted(by_file[file], key=lambda r: r.op)
+        lines += [f"## `{file}` ({len(rows)} ops)", "", "| op | kind | loops |", "|---|---|---|"]
+        for r in rows:
+            loops = r.why.split("runs the per-example loop ", 1)[1] if "runs the per-example loop " in r.why else ""
+            generic = f" ({r.source.split(' ', 1)[1][1:-1]})" if " " in r.source else ""
+            lines.append(f"| `{r.op[len('aten::'):]}` | {r.kind}{generic} | {loops} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m torchfunc.coverage", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="the first sample of each OpInfo only")
@@ -277,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="PATH", help="write every case and the summary as JSON")
     p.add_argument("--min-rate", type=float, default=None, help="exit 1 if a pass rate is below this")
     p.add_argument("--registry", action="store_true", help="print the registry record of every aten op")
+    p.add_argument("--family-tables", action="store_true",
+                   help="print docs/family_tables.md (the ops of each rules/*.cpp file) and exit")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     transforms = a.transforms.split(",")
@@ -285,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown transforms {sorted(unknown)}; choose from {','.join(TRANSFORMS)}")
 
     records = registry("aten")
+    if a.family_tables:
+        print(family_tables(records))
+        return 0
     kinds = collections.Counter(r.kind for r in records)
     print(f"torchfunc {sys.modules['torchfunc'].__version__} on torch {torch.__version__}: "
           f"{len(records)} aten ops, by how vmap handles them: "
