@@ -12,7 +12,7 @@ torch.autograd.forward_ad for jvp, torch.autograd.functional.jacobian for the Ja
     python -m torchfunc.coverage --quick            # every OpInfo, its first sample
     python -m torchfunc.coverage --json out.json --min-rate 0.85
     python -m torchfunc.coverage --registry         # one line per aten op: kind, source, why
-    python -m torchfunc.coverage --family-tables    # docs/family_tables.md, from the registry
+    python -m torchfunc.coverage --family-tables    # the ops of each rules/*.cpp file, as markdown
 
 Exit status 1 when a transform's pass rate is below --min-rate. Random ops are left out
 (a loop cannot reproduce vmap's draws), as are samples the reference itself cannot run.
@@ -270,16 +270,14 @@ def summarize(results: list[dict], transforms: list[str]) -> dict[str, dict]:
 
 
 def family_tables(records: list) -> str:
-    """docs/family_tables.md: the ops of each family file of csrc/vmap/rules/, from the
-    registry (NOTE [The rule registry]); test_registry.py checks the committed copy."""
+    """Markdown: the ops of each family file of csrc/vmap/rules/, from the registry
+    (NOTE [The rule registry]), so the per-file lists always match the installed build."""
     by_file: dict[str, list] = collections.defaultdict(list)
     for r in records:
         if r.source.startswith("vmap/rules/"):
             by_file[r.source.split(" ")[0][len("vmap/"):]].append(r)
     lines = ["# Batching rules by family file", "",
-             "Generated from the rule registry by `python -m torchfunc.coverage --family-tables "
-             "> docs/family_tables.md`;",
-             "`test/test_registry.py` fails when it is out of date. "
+             "Generated from the rule registry by `python -m torchfunc.coverage --family-tables`. "
              "`torchfunc.explain(op)` gives one op's record.", ""]
     for file in sorted(by_file):
         rows = sorted(by_file[file], key=lambda r: r.op)
@@ -302,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-rate", type=float, default=None, help="exit 1 if a pass rate is below this")
     p.add_argument("--registry", action="store_true", help="print the registry record of every aten op")
     p.add_argument("--family-tables", action="store_true",
-                   help="print docs/family_tables.md (the ops of each rules/*.cpp file) and exit")
+                   help="print the ops of each rules/*.cpp file as markdown tables, and exit")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     transforms = a.transforms.split(",")
