@@ -42,7 +42,6 @@ VMAP_HAS_BATCH_RULE_XFAILS = Table(
     xfail("to_sparse", reason="no batching rule for aten::_to_sparse: only the per-example fallback runs it"),
     base=[VMAP_XFAILS])
 VMAP_INPLACE_HAS_BATCH_RULE_XFAILS = Table(
-    xfail("floor_divide", reason="no batching rule for aten::floor_divide_.Tensor: only the per-example fallback runs it"),
     base=[VMAP_INPLACE_XFAILS])
 
 OPS = ops_for("vmap")

@@ -214,7 +214,7 @@ void add_pointwise_rules(std::vector<RuleEntry>& t) {
                          "leaky_relu_backward", "softplus_backward", "hardsigmoid_backward",
                          "hardswish_backward", "mish_backward", "logit_backward",
                          "log_sigmoid_forward", "log_sigmoid_backward", "rsub.Tensor", "rsub.Scalar",
-                         "floor_divide", "hardswish", "alias_copy", "complex", "polar", "isnan", "isinf", "isfinite", "sign", "nan_to_num", "bitwise_not",
+                         "floor_divide", "floor_divide_.Tensor", "floor_divide.Scalar", "hardswish", "alias_copy", "complex", "polar", "isnan", "isinf", "isfinite", "sign", "nan_to_num", "bitwise_not",
                          "logical_not", "abs", "neg", "reciprocal", "sqrt", "rsqrt", "exp", "log",
                          "softshrink_backward", "hardshrink_backward", "fill.Scalar",
                          "_prelu_kernel", "_prelu_kernel_backward", "rrelu_with_noise_backward"}) {
