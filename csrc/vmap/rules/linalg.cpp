@@ -44,7 +44,9 @@ at::Tensor scaled_sum(const Call& call, const at::Tensor& product, int64_t rank)
 at::Tensor columns_product(const at::Tensor& a, const at::Tensor& mb, const at::Tensor& column_bias) {
   const auto B = mb.size(0);
   const auto n = mb.size(2);
-  auto columns = mb.permute({1, 0, 2}).reshape({mb.size(1), B * n});
+  // [k, B*n] as the transpose of [B*n, k]: a view when mb is itself a transposed
+  // [B, n, k] (a weight W_b^T), a copy otherwise.
+  auto columns = mb.transpose(1, 2).reshape({B * n, mb.size(1)}).t();
   auto product = column_bias.defined() ? at::addmm(column_bias, a, columns) : a.mm(columns);
   // Contiguous per example, as the op's own result: callers may view() it.
   return product.view({a.size(0), B, n}).permute({1, 0, 2}).contiguous();
@@ -99,12 +101,14 @@ std::optional<at::Tensor> fused_addmm(const Call& call) {
     return at::addmm(bias, rows.reshape({rows.size(0) * rows.size(1), rows.size(2)}), m)
         .view({rows.size(0), rows.size(1), m.size(1)});
   }
-  if (!a_bdim && m_bdim && bias.dim() <= 2 && (s_bdim || bias.dim() <= 1)) {
+  const auto& logical_bias = call.arg("self").toTensor();
+  if (!a_bdim && m_bdim && (logical_bias.dim() <= 1 || (logical_bias.dim() == 2 && logical_bias.size(0) == 1))) {
     auto mb = axis::bdim_to_front(m, m_bdim);  // [B, k, n]; a is [r, k]
     const auto B = mb.size(0);
     const auto n = mb.size(2);
-    // The bias of column (b, j): a row [n] or one row per example [B, 1 or n].
-    return columns_product(a, mb, bias.expand({B, n}).reshape({B * n}));
+    // The bias of column (b, j): one row (or number) shared, or one per example.
+    auto rows = s_bdim ? axis::bdim_to_front(self, s_bdim).reshape({B, -1}) : self.reshape({1, -1});
+    return columns_product(a, mb, rows.expand({B, n}).reshape({B * n}));
   }
   return std::nullopt;
 }
