@@ -20,6 +20,41 @@
 namespace torchfunc {
 namespace {
 
+// Example b's rows of a table of V rows, in a stacked [B*V] table: indices + b*V,
+// entries equal to padding_idx left at padding_idx (excluded, never read).
+at::Tensor stacked_indices(const at::Tensor& indices, int64_t V, int64_t padding_idx) {
+  auto shifted = indices + at::arange(indices.size(0), indices.options()).unsqueeze(1) * V;
+  return padding_idx >= 0 ? at::where(indices == padding_idx, indices, shifted) : shifted;
+}
+
+// Tensor argument `name` materialized as [B, rest] and flattened to [B*rest].
+at::Tensor folded(const Call& call, const char* name) {
+  auto [value, bdim] = call.tensor(name);
+  return axis::materialize(value, bdim, call.batch_size).reshape({-1});
+}
+
+// The examples' offset2bag [B, n] (empty in sum mode without weights) as one call's:
+// each entry's bag + b*bags.
+at::Tensor folded_offset2bag(const Call& call, int64_t bags) {
+  auto [value, bdim] = call.tensor("offset2bag");
+  auto o = axis::materialize(value, bdim, call.batch_size).reshape({call.batch_size, -1});
+  return (o + at::arange(call.batch_size, o.options()).unsqueeze(1) * bags).reshape({-1});
+}
+
+// The examples' first `bags` offsets as one call's: example b's indices start at b*n.
+at::Tensor folded_offsets(const Call& call, int64_t bags, int64_t n) {
+  auto [value, bdim] = call.tensor("offsets");
+  auto o = axis::materialize(value, bdim, call.batch_size).reshape({call.batch_size, -1}).narrow(1, 0, bags);
+  return (o + at::arange(call.batch_size, o.options()).unsqueeze(1) * n).reshape({-1});
+}
+
+// per_sample_weights, when given, as one call's [B*n].
+void fold_per_sample_weights(const Call& call, torch::jit::Stack& args) {
+  if (call.optional_tensor(call.index("per_sample_weights")).has_value()) {
+    args[call.index("per_sample_weights")] = folded(call, "per_sample_weights");
+  }
+}
+
 Outs embedding_bag_forward_rule(Call& call) {
   const auto B = call.batch_size;
   const auto& logical_weight = call.arg("weight").toTensor();
@@ -28,7 +63,8 @@ Outs embedding_bag_forward_rule(Call& call) {
   const int64_t n = logical_indices.numel();
   const bool last_offset = call.arg("include_last_offset").toBool();
   const int64_t padding_idx = call.arg("padding_idx").toInt();
-  if (logical_indices.dim() != 1 || call.arg("offsets").toTensor().numel() - (last_offset ? 1 : 0) <= 0) {
+  const int64_t bags = call.arg("offsets").toTensor().numel() - (last_offset ? 1 : 0);
+  if (logical_indices.dim() != 1 || bags <= 0) {
     return loop_rule(call);  // the op's own error, or no bags to fold
   }
   auto [w, w_bdim] = call.tensor("weight");
@@ -37,23 +73,16 @@ Outs embedding_bag_forward_rule(Call& call) {
   at::Tensor weight = w;
   if (w_bdim.has_value()) {
     weight = axis::bdim_to_front(w, w_bdim).reshape({B * V, logical_weight.size(1)});
-    auto shifted = indices + at::arange(B, indices.options()).unsqueeze(1) * V;
-    indices = padding_idx >= 0 ? at::where(indices == padding_idx, indices, shifted) : shifted;
+    indices = stacked_indices(indices, V, padding_idx);
   }
-  const int64_t bags = call.arg("offsets").toTensor().numel() - (last_offset ? 1 : 0);
-  auto [off, off_bdim] = call.tensor("offsets");
-  auto o = axis::materialize(off, off_bdim, B).reshape({B, -1}).narrow(1, 0, bags);
-  o = o + at::arange(B, o.options()).unsqueeze(1) * n;
-  auto offsets = o.reshape({B * bags});
+  auto offsets = folded_offsets(call, bags, n);
   if (last_offset) offsets = at::cat({offsets, at::full({1}, B * n, offsets.options())});
   indices = indices.reshape({B * n});
   auto args = call.args;
   args[call.index("weight")] = weight;
   args[call.index("indices")] = indices;
   args[call.index("offsets")] = offsets;
-  if (auto psw = call.optional_tensor(call.index("per_sample_weights")); psw.has_value()) {
-    args[call.index("per_sample_weights")] = axis::materialize(psw->first, psw->second, B).reshape({-1});
-  }
+  fold_per_sample_weights(call, args);
   auto r = call.call_below(std::move(args));
   const auto output = r[0].toTensor();
   auto offset2bag = r[1].toTensor();
@@ -82,27 +111,6 @@ Outs embedding_bag_forward_rule(Call& call) {
           {max_indices, 0}};
 }
 
-// Example b's rows of a table of V rows, in a stacked [B*V] table: indices + b*V,
-// entries equal to padding_idx left at padding_idx (excluded, never read).
-at::Tensor stacked_indices(const at::Tensor& indices, int64_t V, int64_t padding_idx) {
-  auto shifted = indices + at::arange(indices.size(0), indices.options()).unsqueeze(1) * V;
-  return padding_idx >= 0 ? at::where(indices == padding_idx, indices, shifted) : shifted;
-}
-
-// Tensor argument `name` materialized as [B, rest] and flattened to [B*rest].
-at::Tensor folded(const Call& call, const char* name) {
-  auto [value, bdim] = call.tensor(name);
-  return axis::materialize(value, bdim, call.batch_size).reshape({-1});
-}
-
-// The examples' offset2bag [B, n] (empty in sum mode without weights) as one call's:
-// each entry's bag + b*bags.
-at::Tensor folded_offset2bag(const Call& call, int64_t bags) {
-  auto [value, bdim] = call.tensor("offset2bag");
-  auto o = axis::materialize(value, bdim, call.batch_size).reshape({call.batch_size, -1});
-  return (o + at::arange(call.batch_size, o.options()).unsqueeze(1) * bags).reshape({-1});
-}
-
 // The weight gradient of every example at once: one dense backward into a stacked
 // [B*V, D] table (NOTE [embedding_bag by folding the batch into the bags]), with
 // each example's indices, bags and maxima shifted into it. scale_grad_by_freq counts
@@ -121,10 +129,8 @@ Outs embedding_bag_dense_backward_rule(Call& call) {
   auto args = call.args;
   args[call.index("grad")] = axis::materialize(g, g_bdim, B).reshape({B * bags, logical_grad.size(1)});
   args[call.index("indices")] = stacked_indices(indices, V, padding_idx).reshape({-1});
-  if (const auto off = call.schema().argumentIndexWithName("offsets"); off.has_value()) {
-    auto [o, o_bdim] = call.tensor(*off);
-    auto offsets = axis::materialize(o, o_bdim, B).reshape({B, -1}).narrow(1, 0, bags);
-    args[*off] = (offsets + at::arange(B, offsets.options()).unsqueeze(1) * indices.size(1)).reshape({-1});
+  if (call.schema().argumentIndexWithName("offsets").has_value()) {
+    args[call.index("offsets")] = folded_offsets(call, bags, indices.size(1));
   }
   args[call.index("offset2bag")] = folded_offset2bag(call, bags);
   args[call.index("bag_size")] = folded(call, "bag_size");
@@ -136,9 +142,7 @@ Outs embedding_bag_dense_backward_rule(Call& call) {
   }
   args[call.index("maximum_indices")] = maxima.reshape({B * maxima.size(1), -1}).squeeze(-1);
   args[call.index("num_weights")] = B * V;
-  if (auto psw = call.optional_tensor(call.index("per_sample_weights")); psw.has_value()) {
-    args[call.index("per_sample_weights")] = axis::materialize(psw->first, psw->second, B).reshape({-1});
-  }
+  fold_per_sample_weights(call, args);
   auto out = call.call_below(std::move(args))[0].toTensor();
   return {{out.view({B, V, out.size(1)}), 0}};
 }
@@ -163,9 +167,7 @@ Outs embedding_bag_per_sample_weights_backward_rule(Call& call) {
     indices = stacked_indices(indices, V, call.arg("padding_idx").toInt());
   }
   args[call.index("indices")] = indices.reshape({-1});
-  auto [o, o_bdim] = call.tensor("offsets");
-  auto offsets = axis::materialize(o, o_bdim, B).reshape({B, -1}).narrow(1, 0, bags);
-  args[call.index("offsets")] = (offsets + at::arange(B, offsets.options()).unsqueeze(1) * n).reshape({-1});
+  args[call.index("offsets")] = folded_offsets(call, bags, n);
   args[call.index("offset2bag")] = folded_offset2bag(call, bags);
   auto out = call.call_below(std::move(args))[0].toTensor();
   return {{out.view({B, n}), 0}};
