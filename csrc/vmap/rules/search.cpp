@@ -190,8 +190,11 @@ std::vector<at::Tensor> edges_from_counts(const Call& call, const Points& p, c10
   lo = at::where(same, lo - 0.5, lo);
   hi = at::where(same, hi + 0.5, hi);
   std::vector<at::Tensor> edges;
+  // In the points' dtype, as torch's linspace computes the edges.
+  lo = lo.to(p.x.scalar_type());
+  hi = hi.to(p.x.scalar_type());
   for (int64_t d = 0; d < D; ++d) {
-    edges.push_back(linspace_edges(lo.narrow(1, d, 1), hi.narrow(1, d, 1), counts[d]).to(p.x.scalar_type()));
+    edges.push_back(linspace_edges(lo.narrow(1, d, 1), hi.narrow(1, d, 1), counts[d]));
   }
   return edges;
 }
