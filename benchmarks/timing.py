@@ -5,6 +5,12 @@ timed in the same rounds, one after another: torchfunc, side 2, side 3, ..., tor
 side 2, ... Drift on a busy machine (other jobs, CPU frequency) then reaches every side
 alike. Each round yields one ratio torchfunc time / side time per side, and the report
 gives the median of those ratios, with their 25th-75th percentiles as a spread.
+
+Each side's turn in a round starts with one untimed call. Without it, the first call after
+another side pays for that side's allocations: glibc gives freed blocks back to the system
+and the next call faults its pages in again (measured: torchfunc's per-sample MLP 784 took
+21 ms a call in rounds of one call, 7 ms in a loop of its own). A training loop calls the
+same function over and over, so the steady state is what the suite reports.
 """
 from __future__ import annotations
 
@@ -66,6 +72,7 @@ def time_interleaved(sides: dict[str, Callable[[], Any]], rounds: int, number: i
         gc.collect()
         for name, fn in sides.items():
             before = fallback_count()
+            fn()  # untimed: the pages this side's calls reuse are faulted in (see above)
             timing.seconds[name].append(_time_calls(fn, number))
             if name == "torchfunc":
                 timing.fallbacks += fallback_count() - before
