@@ -26,6 +26,7 @@ std::string random_inplace_unbatched(const std::string& op_name);
 std::string data_dependent(const std::string& op_name);
 std::string fallback_disabled(const std::string& op_name);
 std::string no_fallback_possible(const std::string& op_name, const std::string& why);
+// Every wrapper carries this text; callers build it once per kind (one is made per op).
 std::string storage_access(const char* tensor_kind);
 // The per-example loop got outputs of different shapes for different examples.
 std::string ragged_outputs(const std::string& op_name, size_t output, c10::IntArrayRef first,

@@ -26,7 +26,8 @@ GradTensorImpl::GradTensorImpl(at::Tensor value, int64_t level, std::shared_ptr<
       is_immutable_(is_immutable),
       shares_storage_(shares_storage && value_.layout() == c10::kStrided && value_.has_storage()) {
   if (!shares_storage_) {
-    release_storage_and_set_meta_custom_data_ptr_error_msg_(errors::storage_access("GradTensor"));
+    static const std::string storage_error = errors::storage_access("GradTensor");
+    release_storage_and_set_meta_custom_data_ptr_error_msg_(storage_error);
   }
   if (value_.layout() == c10::kSparse) {
     // A sparse value has sizes, and neither strides nor a storage offset: nor has its

@@ -18,7 +18,8 @@ BatchedTensorImpl::BatchedTensorImpl(at::Tensor value, int64_t bdim, int64_t lev
       bdim_(bdim),
       level_(level),
       alive_(std::move(alive)) {
-  release_storage_and_set_meta_custom_data_ptr_error_msg_(errors::storage_access("BatchedTensor"));
+  static const std::string storage_error = errors::storage_access("BatchedTensor");
+  release_storage_and_set_meta_custom_data_ptr_error_msg_(storage_error);
   set_custom_sizes_strides(c10::TensorImpl::SizesStridesPolicy::CustomStrides);
   refresh_metadata();
 }
