@@ -10,8 +10,8 @@
 // the eager error, with its text. (Meta tensors would cost nothing, but several meta
 // kernels word their checks differently, or raise another class.) The cost is one
 // example's worth of the op, for ops that are not on the hot path of a model; the
-// products on that path (mm, mv, dot) are checked only when their examples' ranks are
-// not the ones the op takes, which costs a rank comparison otherwise. An empty batch
+// products on that path (mm, mv, dot) and t are checked only when their examples' ranks
+// are not the ones the op takes, which costs a rank comparison otherwise. An empty batch
 // is not checked. The same check runs for every op whose rule raised: the rule's
 // error is about physical shapes ("diagonal dimensions cannot be identical 2, 2" for
 // the user's dims 1, 1), so an example the op refuses gets the op's error instead.
@@ -32,7 +32,7 @@ namespace torchfunc {
 namespace {
 
 constexpr const char* kCheckedOps[] = {
-    "trace", "t", "t_copy", "tril", "triu", "tril_", "triu_", "bmm", "roll",
+    "trace", "tril", "triu", "tril_", "triu_", "bmm", "roll",
     "narrow_copy", "unbind.int", "unbind_copy.int", "masked_fill.Tensor", "masked_fill_.Tensor",
     "masked_fill.Scalar", "masked_fill_.Scalar", "masked_scatter", "masked_scatter_", "linalg_eig",
     "linalg_eigvals", "_linalg_eigh", "linalg_lu", "linalg_lu_factor_ex", "linalg_qr",
@@ -47,13 +47,19 @@ constexpr const char* kCheckedOps[] = {
     "fractional_max_pool2d_backward", "fractional_max_pool3d_backward", "col2im", "unfold_backward",
     "_cdist_backward"};
 
-// Products checked only when the examples' ranks (self, other) are not these.
+// Ops on the hot path, checked only when the examples' ranks (self, other) are not
+// these: the products, and t, which takes examples of rank 0 to 2 (other_rank
+// kAnyRank: the op has no second tensor argument; self_rank is then the highest rank
+// the op takes). Every call of the backward of a linear layer transposes its batched
+// gradients, so an example check there cost two more ops per t.
+constexpr int64_t kAnyRank = -1;
 struct RankedOp {
   const char* name;
   int64_t self_rank;
   int64_t other_rank;
 };
-constexpr RankedOp kRankedOps[] = {{"mm", 2, 2}, {"mv", 2, 1}, {"dot", 1, 1}, {"vdot", 1, 1}};
+constexpr RankedOp kRankedOps[] = {{"mm", 2, 2}, {"mv", 2, 1}, {"dot", 1, 1}, {"vdot", 1, 1},
+                                   {"t", 2, kAnyRank}, {"t_copy", 2, kAnyRank}};
 
 const c10::FunctionSchema* find(const std::string& name) {
   const auto dot = name.find('.');
@@ -118,7 +124,9 @@ bool checks_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& 
   auto it = checked.find(&op.schema());
   if (it == checked.end()) return false;
   if (!it->second) return true;
-  return args[0].toTensor().dim() != it->second->first || args[1].toTensor().dim() != it->second->second;
+  const auto [self_rank, other_rank] = *it->second;
+  if (other_rank == kAnyRank) return args[0].toTensor().dim() > self_rank;
+  return args[0].toTensor().dim() != self_rank || args[1].toTensor().dim() != other_rank;
 }
 
 void check_one_example(const c10::OperatorHandle& op, const torch::jit::Stack& args) {
