@@ -114,7 +114,8 @@ at::Tensor total_weights(const Call& call, const Folded& f) {
   at::Tensor w = weight.defined()
       ? weight.index_select(0, f.target.masked_fill(keep.logical_not(), 0).reshape(-1)) * keep.reshape(-1)
       : keep.reshape(-1).to(f.self.scalar_type());
-  return w.view({f.batch, f.per_example}).sum(1);
+  // One entry per example (an example of shape [C]): its weight is its total.
+  return f.per_example == 1 ? w : w.view({f.batch, f.per_example}).sum(1);
 }
 
 bool weight_batched(const Call& call) {
@@ -132,7 +133,8 @@ Outs nll_loss_forward(Call& call) {
     return {{losses.view(unfolded_shape(call, f, "target")), 0}, {at::zeros({}, f.self.options()), std::nullopt}};
   }
   auto total = total_weights(call, f);
-  auto loss = losses.view({f.batch, f.per_example}).sum(1);
+  auto loss = f.per_example != 1 ? losses.view({f.batch, f.per_example}).sum(1)
+                                 : losses.dim() == 1 ? losses : losses.reshape({f.batch});
   if (reduction == at::Reduction::Mean) loss = loss / total;
   return {{loss, 0}, {total, 0}};
 }
@@ -148,9 +150,9 @@ Outs nll_loss_backward(Call& call) {
     auto [total, w_bdim] = call.tensor("total_weight");
     g = g / axis::materialize(total, w_bdim, f.batch);
   }
-  if (reduction != at::Reduction::None) g = g.unsqueeze(1).expand({f.batch, f.per_example});
+  if (reduction != at::Reduction::None && f.per_example != 1) g = g.unsqueeze(1).expand({f.batch, f.per_example});
   auto args = folded_args(call, f);
-  args[call.index("grad_output")] = g.reshape(f.target.sizes());
+  args[call.index("grad_output")] = g.sizes() == f.target.sizes() ? g : g.reshape(f.target.sizes());
   args[call.index("total_weight")] = at::zeros({}, f.self.options());  // unread without a reduction
   auto grad_self = call.call_below(std::move(args))[0].toTensor();
   return {{grad_self.view(unfolded_shape(call, f, "self")), 0}};
