@@ -17,16 +17,26 @@ _NO_SAVED_TENSOR_HOOKS = (
     "hooks (torch.autograd.graph.saved_tensors_hooks, torch.utils.checkpoint with "
     "use_reentrant=False). Please open an issue with your use case."
 )
+_autograd = torch._C._autograd
+_UNSET = object()  # no saved-tensor-hooks state recorded yet
 
 
-@contextlib.contextmanager
-def vmap_level(batch_size: int, randomness: str) -> Iterator[int]:
-    """Push a vmap interpreter for `batch_size` examples; yields its level."""
-    level = _C.push_vmap(batch_size, randomness)
-    try:
-        yield level
-    finally:
-        _C.pop(level)
+class vmap_level:
+    """Push a vmap interpreter for `batch_size` examples; entering yields its level.
+    (A class rather than a generator: one is entered per vmap call, and a generator
+    context manager costs several times more.)"""
+
+    __slots__ = ("_batch_size", "_randomness", "_level")
+
+    def __init__(self, batch_size: int, randomness: str) -> None:
+        self._batch_size, self._randomness = batch_size, randomness
+
+    def __enter__(self) -> int:
+        self._level = _C.push_vmap(self._batch_size, self._randomness)
+        return self._level
+
+    def __exit__(self, *exc_info: object) -> None:
+        _C.pop(self._level)
 
 
 # NOTE [no_grad outside and inside grad]
@@ -36,17 +46,47 @@ def vmap_level(batch_size: int, randomness: str) -> Iterator[int]:
 # enable grad for the function, and the engine restores prev_grad_mode when an op
 # crosses from this level to the levels below. Inference mode is left for the same
 # reason: a transformed function computes with autograd whatever the caller's mode.
-@contextlib.contextmanager
-def grad_level() -> Iterator[int]:
-    """Push a grad interpreter; yields its level. Inside, grad mode is on, inference
-    mode is off and saved-tensor hooks are refused; all modes are restored on exit."""
-    level = _C.push_grad(torch.is_grad_enabled())
-    try:
-        with outside_inference_mode(), torch.enable_grad(), \
-                torch.autograd.graph.disable_saved_tensors_hooks(_NO_SAVED_TENSOR_HOOKS):
-            yield level
-    finally:
-        _C.pop(level)
+class grad_level:
+    """Push a grad interpreter; entering yields its level. Inside, grad mode is on,
+    inference mode is off and saved-tensor hooks are refused; all modes are restored
+    on exit, and the level is popped also when restoring them raises. (A class, as
+    vmap_level is; it sets the modes with torch's own calls, which torch.enable_grad()
+    and torch.autograd.graph.disable_saved_tensors_hooks make too.)"""
+
+    __slots__ = ("_level", "_inference", "_prev_grad", "_prev_hooks_message")
+
+    def __enter__(self) -> int:
+        self._inference, self._prev_grad, self._prev_hooks_message = None, None, _UNSET
+        self._level = _C.push_grad(torch.is_grad_enabled())
+        try:
+            if torch.is_inference_mode_enabled():
+                self._inference = outside_inference_mode()
+                self._inference.__enter__()
+            self._prev_grad = torch.is_grad_enabled()
+            torch._C._set_grad_enabled(True)
+            self._prev_hooks_message = _autograd._saved_tensors_hooks_get_disabled_error_message()
+            _autograd._saved_tensors_hooks_disable(_NO_SAVED_TENSOR_HOOKS)
+        except BaseException:
+            self._restore_modes()
+            raise
+        return self._level
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._restore_modes()
+
+    def _restore_modes(self) -> None:
+        try:
+            if self._prev_hooks_message is not _UNSET:
+                if self._prev_hooks_message is None:
+                    _autograd._saved_tensors_hooks_enable()
+                else:
+                    _autograd._saved_tensors_hooks_disable(self._prev_hooks_message)
+            if self._prev_grad is not None:
+                torch._C._set_grad_enabled(self._prev_grad)
+            if self._inference is not None:
+                self._inference.__exit__(None, None, None)
+        finally:
+            _C.pop(self._level)
 
 
 # Forward-mode AD has a single dual level in torch; every jvp level uses it, each on

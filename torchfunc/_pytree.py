@@ -25,6 +25,7 @@ from torch.utils._pytree import (
 
 __all__ = [
     "TreeSpec", "tree_flatten", "tree_leaves", "tree_map", "tree_map_tensors", "tree_unflatten",
+    "plain_leaves",
     "treespec_pprint",
     "fn_name", "kind_of", "wraps", "named_leaves", "broadcast_prefix", "prefix_mismatch",
     "check_argnums", "wrap_argnums", "slice_argnums",
@@ -91,6 +92,21 @@ def tree_map_tensors(fn: Callable, tree: Any) -> Any:
     if kind in _SCALARS:
         return tree
     return tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x, tree)
+
+
+def plain_leaves(tree: Any) -> list[Any]:
+    """The leaves of `tree`, in the order tree_flatten (and tree_map_tensors) visits them:
+    plain tuples, lists and dicts are walked here, anything else goes through torch's
+    pytree. tree_map_tensors(lambda _: next(it), tree) over an iterator of new leaves puts
+    them back in the same places."""
+    kind = type(tree)
+    if kind is tuple or kind is list:
+        return [leaf for x in tree for leaf in plain_leaves(x)]
+    if kind is dict:
+        return [leaf for x in tree.values() for leaf in plain_leaves(x)]
+    if isinstance(tree, torch.Tensor) or kind in _SCALARS:
+        return [tree]
+    return tree_leaves(tree)
 
 
 # --- naming ------------------------------------------------------------------------------

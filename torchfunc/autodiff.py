@@ -19,6 +19,7 @@ from ._pytree import (
     fn_name,
     kind_of,
     named_leaves,
+    plain_leaves,
     slice_argnums,
     tree_flatten,
     tree_leaves,
@@ -135,14 +136,14 @@ def _grad_and_value(api: str, func: Callable, argnums: int | tuple[int, ...], ha
                 f"{_GRAD}: Expected f(*args) to return a scalar Tensor, got tensor with "
                 f"{output.dim()} dims. Maybe you wanted to use the vjp or jacrev APIs instead?",
                 f"{context}: {name} returned a Tensor of shape {list(output.shape)}."))
-        flat_diff_args, spec = tree_flatten(diff_args)
         # create_graph=True: the backward ops run at this level with grad enabled, so
         # outer grad levels record them (higher-order derivatives).
-        flat_grads = _autograd_grad((output,), flat_diff_args, create_graph=True)
+        flat_grads = iter(_autograd_grad((output,), plain_leaves(diff_args), create_graph=True))
         if has_aux:  # after the gradients, as torch.func
             _check_aux(context, name, aux)
-        return (_unwrap(tree_unflatten(flat_grads, spec), level),
-                _unwrap(output, level), _unwrap(aux, level))
+        # Every leaf of diff_args is a Tensor (_check_differentiable): each gets its gradient.
+        grads = tree_map_tensors(lambda _: _C.unwrap_for_grad(next(flat_grads), level), diff_args)
+        return grads, _unwrap(output, level), _unwrap(aux, level)
 
 
 def vjp_with_argnums(api: str, context: str, func: Callable, primals: tuple,
@@ -211,7 +212,7 @@ def _unwrap(tree: Any, level: int) -> Any:
 def _require_grad(tree: Any) -> None:
     """requires_grad_() on every (lifted) Tensor of `tree` (a user's own requires_grad_()
     inside a transform is refused: NOTE [Tensor methods that read type ids or storage])."""
-    for leaf in tree_leaves(tree):
+    for leaf in plain_leaves(tree):
         require_grad(leaf)
 
 
@@ -226,7 +227,7 @@ def _check_differentiable(context: str, args: tuple, argnums: int | tuple[int, .
         (argnums,) if isinstance(argnums, int) else argnums)
     noun = "primals" if argnums is None else "args"
     for i in selected:
-        if all(_differentiable(leaf) for leaf in tree_flatten(args[i])[0]):
+        if all(_differentiable(leaf) for leaf in plain_leaves(args[i])):
             continue  # the paths below are for the error messages only
         for path, leaf in named_leaves(args[i], f"{noun}[{i}]"):
             if not isinstance(leaf, torch.Tensor):

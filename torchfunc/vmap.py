@@ -27,6 +27,7 @@ from ._pytree import (
     prefix_mismatch,
     tree_flatten,
     tree_leaves,
+    tree_map_tensors,
     tree_unflatten,
     with_torch_func_text,
     wraps,
@@ -136,13 +137,18 @@ def _flatten_inputs(func: Callable, in_dims: Any, args: tuple
             f"The latter is unsupported.")
 
     # NOTE [vmap's fast path for flat inputs and outputs]
-    # Positional Tensors with an int in_dims (or a flat tuple of ints and Nones), and a
-    # Tensor (or a flat tuple of Tensors) returned with an int out_dims, skip the pytree
-    # walk, which cost more than the whole rest of a small vmap call. Anything else, and
-    # every error, takes the general path below.
-    if _all_tensors(args) and _flat_dims(in_dims, len(args)):
-        flat_args, args_spec = list(args), _flat_spec(len(args))
+    # Positional Tensors with an int in_dims, or a flat tuple of ints and Nones with a
+    # Tensor wherever it has an int, skip the pytree walk, which cost more than the whole
+    # rest of a small vmap call: an input mapped with None is one leaf, passed on as a
+    # copy of its plain containers, as flattening and unflattening would give it
+    # (per-sample gradients: in_dims=(None, 0, 0) for a dict of parameters). Outputs of
+    # plain tuples, lists and dicts of Tensors with an int out_dims skip it too.
+    # Anything else, and every error, takes the general path.
+    if _flat_dims(in_dims, len(args)) and _mapped_are_tensors(args, in_dims):
         flat_in_dims = [in_dims] * len(args) if type(in_dims) is int else list(in_dims)
+        flat_args = [arg if d is not None or isinstance(arg, torch.Tensor) else tree_map_tensors(_same, arg)
+                     for arg, d in zip(args, flat_in_dims)]
+        args_spec = _flat_spec(len(args))
     else:
         flat_args, args_spec = tree_flatten(args)
         flat_in_dims = broadcast_prefix(in_dims, args_spec)
@@ -188,6 +194,16 @@ def _flat_spec(n: int) -> TreeSpec:
 
 def _all_tensors(values: Any) -> bool:
     return type(values) is tuple and all(isinstance(v, torch.Tensor) for v in values)
+
+
+def _mapped_are_tensors(args: tuple, in_dims: int | tuple) -> bool:
+    if type(in_dims) is int:
+        return _all_tensors(args)
+    return all(d is None or isinstance(a, torch.Tensor) for a, d in zip(args, in_dims))
+
+
+def _same(x: Any) -> Any:
+    return x
 
 
 def _flat_dims(dims: Any, n: int) -> bool:
@@ -243,8 +259,10 @@ def _unbatch(func: Callable, outputs: Any, out_dims: Any, level: int, batch_size
     if type(out_dims) is int:  # NOTE [vmap's fast path for flat inputs and outputs]
         if isinstance(outputs, torch.Tensor) and -outputs.dim() - 1 <= out_dims <= outputs.dim():
             return _C.remove_batch_dim(outputs, level, batch_size, out_dims % (outputs.dim() + 1))
-        if _all_tensors(outputs) and all(-o.dim() - 1 <= out_dims <= o.dim() for o in outputs):
-            return tuple(_C.remove_batch_dim(o, level, batch_size, out_dims % (o.dim() + 1)) for o in outputs)
+        try:
+            return _unbatch_plain(outputs, out_dims, level, batch_size)
+        except _NotPlain:
+            pass  # the general path raises torch.func's error, or handles the other nodes
     flat_outputs, spec = tree_flatten(outputs)
     flat_out_dims = _flat_out_dims(func, outputs, spec, out_dims)
     name = fn_name(func)
@@ -260,6 +278,26 @@ def _unbatch(func: Callable, outputs: Any, out_dims: Any, level: int, batch_size
         rank = check_output_leaf(func, outputs, spec, out_dims, i, out, out_dim)
         unbatched.append(_C.remove_batch_dim(out, level, batch_size, out_dim % rank))
     return tree_unflatten(unbatched, spec)
+
+
+class _NotPlain(Exception):
+    """An output that _unbatch_plain leaves to the general path."""
+
+
+def _unbatch_plain(outputs: Any, out_dim: int, level: int, batch_size: int) -> Any:
+    """Outputs of plain tuples, lists and dicts of Tensors, unbatched with one int
+    out_dim, rebuilt as tree_unflatten would; raises _NotPlain at any other leaf or
+    node, or an out_dim out of range for a leaf."""
+    kind = type(outputs)
+    if kind is tuple:
+        return tuple([_unbatch_plain(o, out_dim, level, batch_size) for o in outputs])
+    if kind is list:
+        return [_unbatch_plain(o, out_dim, level, batch_size) for o in outputs]
+    if kind is dict:
+        return {k: _unbatch_plain(o, out_dim, level, batch_size) for k, o in outputs.items()}
+    if isinstance(outputs, torch.Tensor) and -outputs.dim() - 1 <= out_dim <= outputs.dim():
+        return _C.remove_batch_dim(outputs, level, batch_size, out_dim % (outputs.dim() + 1))
+    raise _NotPlain
 
 
 def check_output_leaf(func: Callable, outputs: Any, spec: TreeSpec, out_dims: Any, i: int,
