@@ -1,7 +1,7 @@
 """torchfunc against torch.func and the per-sample-gradient libraries, in one process.
 
     python benchmarks/bench.py [--quick] [--rounds N] [--only NAME[,NAME...]] [--json out.json]
-                               [--threads T] [--target-ms MS]
+                               [--threads T] [--target-ms MS] [--default-malloc]
 
 For each workload (see benchmarks/workloads.py):
   1. every side's result is computed and compared with an independent reference (a loop
@@ -58,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target-ms", type=float, default=40.0,
                    help="time of the slowest side per round, in ms, used to choose the calls per round "
                         "(default 40)")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc settings as they are (by default the run keeps freed "
+                        "memory in the heap, so that page faults do not depend on the side timed "
+                        "before; see timing.py)")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
@@ -163,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         print("--quick: checking every side against its reference, timing nothing")
     else:
+        heap = ("glibc's default malloc settings" if args.default_malloc or not timing.steady_heap()
+                else "freed memory kept in the heap (timing.steady_heap)")
         print(f"{torch.get_num_threads()} thread(s), {args.rounds} interleaved rounds per workload, "
-              f"~{args.target_ms:g} ms for the slowest side per round")
+              f"~{args.target_ms:g} ms for the slowest side per round, {heap}")
     results = []
     for w in chosen:
         print(f"  {w.name} ...", end="", flush=True)
@@ -181,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"torch": torch.__version__, "torchfunc": torchfunc.__version__,
                 "built_with_torch": _C.built_with_torch(), "threads": torch.get_num_threads(),
                 "rounds": args.rounds, "target_ms": args.target_ms, "quick": args.quick,
+                "default_malloc": args.default_malloc,
                 "python": platform.python_version(), "machine": platform.machine()}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)
