@@ -48,6 +48,16 @@ CASES = {
                                   lambda: (A(4, 2), A(3))),
     "reduction_and_view": (lambda a: a.view(2, 3).sum(-1), {}, lambda: (A(5, 6),)),
     "batch_size_zero": (torch.sin, {}, lambda: (A(0, 3),)),
+    # NOTE [vmap's fast path for flat inputs and outputs]: unmapped non-Tensor arguments,
+    # and outputs of plain dicts, lists and nested tuples with an int out_dims.
+    "unmapped_dict_and_scalar": (lambda p, x, k: {"y": x @ p["w"] * k, "n": [x.sum(), (x.cos(),)]},
+                                 dict(in_dims=(None, 0, None)),
+                                 lambda: ({"w": A(3, 2), "tag": "t"}, A(4, 3), 2.0)),
+    "unmapped_namedtuple": (lambda p, x: (x * p.x, x + p.y), dict(in_dims=(None, 0), out_dims=1),
+                            lambda: (Point(A(3), A(3)), A(4, 3))),
+    "output_list_negative_out_dim": (lambda a: [a, a.sum()], dict(out_dims=-1),
+                                     lambda: (A(4, 3),)),
+    "output_empty_dict_and_none": (lambda a: ({}, a), {}, lambda: (A(4, 3),)),
 }
 
 
@@ -58,6 +68,22 @@ def test_matches_torch_func(name, chunk_size):
     args = make_args()
     expected = torch.func.vmap(func, **options)(*args)
     assert_same(vmap(func, chunk_size=chunk_size, **options)(*args), expected)
+
+
+def test_unmapped_containers_are_copies_as_in_torch_func():
+    # torch.func flattens and unflattens its inputs, so a function that changes an unmapped
+    # dict or list changes a copy, not the caller's.
+    def f(params, x):
+        params["w"] = params["w"] * 2
+        params["extra"].append(1)
+        return x * params["w"]
+
+    ours, theirs = ({"w": torch.ones(3), "extra": []} for _ in range(2))
+    x = A(4, 3)
+    assert_same(vmap(f, in_dims=(None, 0))(ours, x), torch.func.vmap(f, in_dims=(None, 0))(theirs, x))
+    assert ours.keys() == theirs.keys() == {"w", "extra"}
+    assert_same(ours, theirs)
+    assert ours["extra"] == theirs["extra"] == []
 
 
 def test_kwargs_are_passed_unbatched():
