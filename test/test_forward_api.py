@@ -85,6 +85,25 @@ def test_jvp_matches_torch_func(name):
     assert_same(ours, torch.func.jvp(func, primals, tangents, **options))
 
 
+def test_jvp_leaves_forward_ads_dual_level_as_it_found_it():
+    # jvp enters and exits torch's dual level with torch.autograd.forward_ad's functions,
+    # whose record of the current level user code may read (fwAD.unpack_dual), also when
+    # the function raises.
+    import torch.autograd.forward_ad as fwAD
+
+    def reads_level(a):
+        assert fwAD._current_level == 0
+        return a.sin()
+
+    fwd_grad_mode = torch._C._is_fwd_grad_enabled()
+    jvp(reads_level, (A(3),), (A(3),))
+    assert fwAD._current_level == -1
+    with pytest.raises(ZeroDivisionError):
+        jvp(lambda a: a * (1 / 0), (A(3),), (A(3),))
+    assert fwAD._current_level == -1 and _C.stack_depth() == 0
+    assert torch._C._is_fwd_grad_enabled() == fwd_grad_mode
+
+
 def test_jvp_independent_output_tangent_is_zeros():
     out, tangent = jvp(lambda a, b: (a * 2, b.detach() + 1), (A(3), A(2)), (A(3), A(2)))
     assert_same(tangent[1], torch.zeros(2))

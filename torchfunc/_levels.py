@@ -18,6 +18,7 @@ _NO_SAVED_TENSOR_HOOKS = (
     "use_reentrant=False). Please open an issue with your use case."
 )
 _autograd = torch._C._autograd
+_forward_ad = torch.autograd.forward_ad
 _UNSET = object()  # no saved-tensor-hooks state recorded yet
 
 
@@ -92,20 +93,44 @@ class grad_level:
 # Forward-mode AD has a single dual level in torch; every jvp level uses it, each on
 # its own GradTensors (their own forward gradients), so only the outermost jvp level
 # enters it.
-@contextlib.contextmanager
-def jvp_level() -> Iterator[int]:
-    """Push a jvp interpreter; yields its level. Inside, forward-grad mode is on and
-    inference mode is off; all modes are restored on exit."""
-    level = _C.push_jvp(torch._C._is_fwd_grad_enabled())
-    try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(outside_inference_mode())
+class jvp_level:
+    """Push a jvp interpreter; entering yields its level. Inside, forward-grad mode is on
+    and inference mode is off; all modes are restored on exit, and the level is popped
+    also when restoring them raises. (A class, as grad_level is; the dual level is
+    entered with torch.autograd.forward_ad's own functions, which keep its record of the
+    current level.)"""
+
+    __slots__ = ("_level", "_inference", "_dual_level", "_prev_fwd_grad")
+
+    def __enter__(self) -> int:
+        self._inference, self._dual_level, self._prev_fwd_grad = None, None, None
+        self._level = _C.push_jvp(torch._C._is_fwd_grad_enabled())
+        try:
+            if torch.is_inference_mode_enabled():
+                self._inference = outside_inference_mode()
+                self._inference.__enter__()
             if _C.stack_kinds().count("jvp") == 1:
-                stack.enter_context(torch.autograd.forward_ad.dual_level())
-            stack.enter_context(torch.autograd.forward_ad._set_fwd_grad_enabled(True))
-            yield level
-    finally:
-        _C.pop(level)
+                self._dual_level = _forward_ad.enter_dual_level()
+            self._prev_fwd_grad = torch._C._is_fwd_grad_enabled()
+            torch._C._set_fwd_grad_enabled(True)
+        except BaseException:
+            self._restore_modes()
+            raise
+        return self._level
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._restore_modes()
+
+    def _restore_modes(self) -> None:
+        try:
+            if self._prev_fwd_grad is not None:
+                torch._C._set_fwd_grad_enabled(self._prev_fwd_grad)
+            if self._dual_level is not None:
+                _forward_ad.exit_dual_level(level=self._dual_level)
+            if self._inference is not None:
+                self._inference.__exit__(None, None, None)
+        finally:
+            _C.pop(self._level)
 
 
 @contextlib.contextmanager

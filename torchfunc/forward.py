@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 import torch.autograd.forward_ad as fwAD
+from torch._export.utils import _maybe_find_pre_dispatch_tf_mode_for_export as _pre_dispatch_mode
 
 from ._engine import _C
 from ._levels import jvp_level, refuse_torch_func_mixing
@@ -21,7 +22,7 @@ from ._pytree import (
     kind_of,
     named_leaves,
     tree_flatten,
-    tree_map,
+    tree_map_tensors,
     tree_unflatten,
     treespec_pprint,
     with_torch_func_text,
@@ -63,20 +64,31 @@ def jvp_with_context(context: str, name: str, func: Callable, primals: Any, tang
                      strict: bool, has_aux: bool) -> tuple:
     """jvp, with `context` and `name` naming the caller and the user's function in errors
     (jacfwd calls it on a wrapper of the user's function)."""
-    flat_primals, primals_spec = _check_primals_and_tangents(context, primals, tangents)
-    flat_tangents = tree_flatten(tangents)[0]
+    # NOTE [jvp's fast path for flat primals and outputs]
+    # Primals and tangents that are flat tuples of valid Tensor pairs, and an output that
+    # is a Tensor or a flat tuple of Tensors, skip the pytree walks (jacfwd and hessian
+    # call jvp this way); anything else, and every error, takes the general path.
+    if _flat_valid_pairs(primals, tangents):
+        flat_primals, primals_spec, flat_tangents = primals, None, tangents
+    else:
+        flat_primals, primals_spec = _check_primals_and_tangents(context, primals, tangents)
+        flat_tangents = tree_flatten(tangents)[0]
     with jvp_level() as level:
-        duals = [fwAD.make_dual(_C.wrap_for_grad(p, level), t)
-                 for p, t in zip(flat_primals, flat_tangents)]
-        output, aux = _split_aux(_JVP, context, name, func(*tree_unflatten(duals, primals_spec)),
-                                 has_aux)
+        duals = [_make_dual(_C.wrap_for_grad(p, level), t) for p, t in zip(flat_primals, flat_tangents)]
+        inputs = duals if primals_spec is None else tree_unflatten(duals, primals_spec)
+        output, aux = _split_aux(_JVP, context, name, func(*inputs), has_aux)
         if has_aux:  # before the outputs, as torch.func
             _check_aux(context, name, aux)
-        flat_output, output_spec = tree_flatten(output)
-        _check_jvp_outputs(context, name, output, flat_output)
+        if isinstance(output, torch.Tensor):
+            flat_output, output_spec = [output], None
+        elif type(output) is tuple and output and all(isinstance(o, torch.Tensor) for o in output):
+            flat_output, output_spec = output, _FLAT_TUPLE
+        else:
+            flat_output, output_spec = tree_flatten(output)
+            _check_jvp_outputs(context, name, output, flat_output)
         primal_outs, tangent_outs = [], []
         for i, out in enumerate(flat_output):
-            primal, tangent = fwAD.unpack_dual(out)
+            primal, tangent = _unpack_dual(out)
             if tangent is None:
                 if strict:
                     where = "the output" if len(flat_output) == 1 else named_leaves(output, "output")[i][0]
@@ -87,10 +99,50 @@ def jvp_with_context(context: str, name: str, func: Callable, primals: Any, tang
                 tangent = torch.zeros_like(primal)
             primal_outs.append(_C.unwrap_for_grad(primal, level))
             tangent_outs.append(_C.unwrap_for_grad(tangent, level))
-        aux = tree_map(lambda x: _C.unwrap_for_grad(x, level) if isinstance(x, torch.Tensor)
-                       else x, aux)
-    result = (tree_unflatten(primal_outs, output_spec), tree_unflatten(tangent_outs, output_spec))
+        aux = tree_map_tensors(lambda x: _C.unwrap_for_grad(x, level), aux)
+    if output_spec is None:
+        result = (primal_outs[0], tangent_outs[0])
+    elif output_spec is _FLAT_TUPLE:
+        result = (tuple(primal_outs), tuple(tangent_outs))
+    else:
+        result = (tree_unflatten(primal_outs, output_spec), tree_unflatten(tangent_outs, output_spec))
     return result + (aux,) if has_aux else result
+
+
+_FLAT_TUPLE = object()  # an output that is a flat tuple of Tensors
+
+
+def _flat_valid_pairs(primals: Any, tangents: Any) -> bool:
+    return (type(primals) is tuple and type(tangents) is tuple and len(primals) == len(tangents)
+            and len(primals) > 0 and all(_valid_pair(p, t) for p, t in zip(primals, tangents)))
+
+
+def _make_dual(primal: torch.Tensor, tangent: torch.Tensor) -> torch.Tensor:
+    """fwAD.make_dual without the checks the transform has made already (dtypes, a dual
+    level entered), which cost more than the op. Under torch.export's pre-dispatch
+    tracing, fwAD.make_dual itself, which that tracing intercepts."""
+    if _export_mode():
+        return fwAD.make_dual(primal, tangent)
+    return torch._VF._make_dual(primal, tangent, level=fwAD._current_level)
+
+
+def _unpack_dual(dual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(primal, tangent) of `dual` at the dual level: fwAD.unpack_dual, as _make_dual is
+    fwAD.make_dual."""
+    if _export_mode():
+        return tuple(fwAD.unpack_dual(dual))
+    return torch._VF._unpack_dual(dual, level=fwAD._current_level)
+
+
+def _export_mode() -> bool:
+    global _decompositions_loaded
+    if not _decompositions_loaded:  # what fwAD.make_dual loads on its first call
+        fwAD._maybe_load_decompositions()
+        _decompositions_loaded = True
+    return _pre_dispatch_mode() is not None
+
+
+_decompositions_loaded = False
 
 
 def linearize(func: Callable, *primals: Any, has_aux: bool = False) -> tuple:

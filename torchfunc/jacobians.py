@@ -20,6 +20,7 @@ from ._pytree import (
     TreeSpec,
     check_argnums,
     fn_name,
+    plain_leaves,
     slice_argnums,
     tree_flatten,
     tree_leaves,
@@ -42,7 +43,7 @@ from .autodiff import (
     vjp_with_argnums,
 )
 from .forward import jvp_with_context
-from .vmap import vmap
+from .vmap import vmap, vmap_call
 
 __all__ = ["jacrev", "jacfwd", "hessian"]
 
@@ -146,11 +147,16 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
         wrapped = _jacfwd_checks(name, argnums, args)
         context = f"jacfwd({name})(*args)"
         diff_positions = (wrapped,) if isinstance(wrapped, int) else wrapped
-        flat_primals, primals_spec = tree_flatten(slice_argnums(args, wrapped))
+        selected = slice_argnums(args, wrapped)
+        if all(isinstance(p, torch.Tensor) for p in selected):  # no pytree walk (the usual case)
+            flat_primals, primals_spec = list(selected), None
+        else:
+            flat_primals, primals_spec = tree_flatten(selected)
 
         def of_primals(*leaves: Any) -> Any:
             full = list(args)
-            for position, value in zip(diff_positions, tree_unflatten(list(leaves), primals_spec)):
+            values = leaves if primals_spec is None else tree_unflatten(list(leaves), primals_spec)
+            for position, value in zip(diff_positions, values):
                 full[position] = value
             return func(*full)
 
@@ -171,10 +177,13 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
                 columns = tree_map_tensors(lambda t: t.unsqueeze(0), result[0])
                 chunk_aux = result[1] if has_aux else None
             else:
-                result = vmap(push, randomness=randomness)(*basis)
+                result = vmap_call(push, tuple(basis), {}, randomness=randomness)
                 columns = result[0]
                 chunk_aux = tree_map_tensors(lambda t: t[0], result[1]) if has_aux else None
-            flat_columns, output_spec = tree_flatten(columns)
+            if isinstance(columns, torch.Tensor):
+                flat_columns, output_spec = [columns], None
+            else:
+                flat_columns, output_spec = tree_flatten(columns)
             chunks.append(flat_columns)
             if aux is None:
                 aux = chunk_aux
@@ -186,11 +195,12 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
         per_output = []
         for columns in flat_output_columns:
             out_shape = tuple(columns.shape[1:])
+            pieces = (columns,) if len(flat_primals) == 1 else torch.split(columns, numels, dim=0)
             jacs = [piece.movedim(0, -1).reshape(out_shape + tuple(primal.shape))
-                    for piece, primal in zip(torch.split(columns, numels, dim=0), flat_primals)]
-            jac = tree_unflatten(jacs, primals_spec)
+                    for piece, primal in zip(pieces, flat_primals)]
+            jac = tuple(jacs) if primals_spec is None else tree_unflatten(jacs, primals_spec)
             per_output.append(jac[0] if isinstance(argnums, int) else jac)
-        jacobian = tree_unflatten(per_output, output_spec)
+        jacobian = per_output[0] if output_spec is None else tree_unflatten(per_output, output_spec)
         return (jacobian, aux) if has_aux else jacobian
 
     return wrapper_fn
@@ -387,7 +397,7 @@ def _copy_into_preallocated(chunks: Iterator[list[torch.Tensor]], flat_primals: 
 
 
 def _error_if_complex(api: str, tree: Any, what: str) -> None:
-    for idx, leaf in enumerate(tree_leaves(tree)):
+    for idx, leaf in enumerate(plain_leaves(tree)):
         if isinstance(leaf, torch.Tensor) and leaf.dtype.is_complex:
             raise RuntimeError(
                 f"{api}: Expected all {what} to be real but received complex tensor at "

@@ -102,20 +102,29 @@ def _vmapped(func: Callable, in_dims: Any, out_dims: Any, randomness: str,
 
     @wraps(func)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        refuse_torch_func_mixing("vmap")
-        _check_out_dims(func, out_dims)
-        batch_size, flat_in_dims, flat_args, args_spec = _flatten_inputs(func, in_dims, args)
-        if has_nested_input(flat_args, flat_in_dims):  # NOTE [vmap over nested tensors]
-            return run_per_example(vmap, func, out_dims, randomness, args_spec, flat_in_dims,
-                                   flat_args, kwargs)
-        call = _Call(func, out_dims, randomness, args_spec, flat_in_dims, kwargs)
-        if plain_examples:
-            return call.run_per_example(batch_size, flat_args)
-        if chunk_size is None or batch_size <= chunk_size:
-            return call.run(batch_size, flat_args)
-        return call.run_chunked(batch_size, chunk_size, flat_args)
+        return vmap_call(func, args, kwargs, in_dims, out_dims, randomness, chunk_size, plain_examples)
 
     return wrapped
+
+
+def vmap_call(func: Callable, args: tuple, kwargs: dict, in_dims: Any = 0, out_dims: Any = 0,
+              randomness: str = "error", chunk_size: int | None = None,
+              plain_examples: bool = False) -> Any:
+    """vmap(func, in_dims, out_dims, randomness, chunk_size=...)(*args, **kwargs) with
+    arguments already checked, without making the wrapper: for transforms that vmap a
+    function of their own once per call (jacfwd's JVPs over the basis)."""
+    refuse_torch_func_mixing("vmap")
+    _check_out_dims(func, out_dims)
+    batch_size, flat_in_dims, flat_args, args_spec = _flatten_inputs(func, in_dims, args)
+    if has_nested_input(flat_args, flat_in_dims):  # NOTE [vmap over nested tensors]
+        return run_per_example(vmap, func, out_dims, randomness, args_spec, flat_in_dims,
+                               flat_args, kwargs)
+    call = _Call(func, out_dims, randomness, args_spec, flat_in_dims, kwargs)
+    if plain_examples:
+        return call.run_per_example(batch_size, flat_args)
+    if chunk_size is None or batch_size <= chunk_size:
+        return call.run(batch_size, flat_args)
+    return call.run_chunked(batch_size, chunk_size, flat_args)
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -362,7 +371,8 @@ class _Call:
         with vmap_level(batch_size, self.randomness) as level:
             batched = [arg if in_dim is None else _C.add_batch_dim(arg, in_dim, level)
                        for arg, in_dim in zip(flat_args, self.flat_in_dims)]
-            outputs = self.func(*tree_unflatten(batched, self.args_spec), **self.kwargs)
+            args = batched if self.args_spec is _FLAT_SPECS.get(len(batched)) else tree_unflatten(batched, self.args_spec)
+            outputs = self.func(*args, **self.kwargs)
             return _unbatch(self.func, outputs, self.out_dims, level, batch_size)
 
     def run_per_example(self, batch_size: int, flat_args: list[Any]) -> Any:
