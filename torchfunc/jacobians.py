@@ -249,7 +249,7 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
             name, func, args, wrapped, has_aux, chunk_size)
 
         def per_primal(blocks: list[Any]) -> Any:  # the structure of the differentiated args
-            tree = tree_unflatten(list(blocks), primals_spec)
+            tree = tuple(blocks) if primals_spec is None else tree_unflatten(list(blocks), primals_spec)
             return tree[0] if isinstance(argnums, int) else tree
 
         per_output = []
@@ -258,7 +258,7 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
                 per_primal([flat_hessians[o][i][k].view(out_shape + pi.shape + pk.shape)
                             for k, pk in enumerate(flat_primals)])
                 for i, pi in enumerate(flat_primals)]))
-        result = tree_unflatten(per_output, output_spec)
+        result = per_output[0] if output_spec is None else tree_unflatten(per_output, output_spec)
         return (result, aux) if has_aux else result
 
     return wrapper_fn
@@ -280,11 +280,16 @@ def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has
     blocks[o][i][k] holds d2 output_o / d primal_i d primal_k, flattened as
     (output_o.numel(), primal_i.numel(), primal_k.numel()); the primals are the
     differentiated arguments' leaves, primals_spec their structure (as_tuple, as jacrev
-    builds its result). The caller has checked args as jacfwd does, so the inner jacrev's
+    builds its result; None when they are Tensors), output_spec the output's (None for a
+    Tensor). The caller has checked args as jacfwd does, so the inner jacrev's
     checks of the arguments pass; those of the outputs are made here, in jacrev's words."""
     context = f"jacrev({name})(*args)"
     record = torch.is_grad_enabled()  # outer levels and autograd record the second backward
-    flat_primals, primals_spec = tree_flatten(slice_argnums(args, argnums))
+    selected = slice_argnums(args, argnums)
+    if all(isinstance(p, torch.Tensor) for p in selected):  # no pytree walk (the usual case)
+        flat_primals, primals_spec = list(selected), None
+    else:
+        flat_primals, primals_spec = tree_flatten(selected)
     with grad_level() as level:
         primals = _lift(args, level)
         diff = slice_argnums(primals, argnums, as_tuple=False)
@@ -292,10 +297,13 @@ def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has
         output, aux = _split_aux(_VJP, context, name, func(*primals), has_aux)
         if has_aux:
             _check_aux(context, name, aux)
-        flat_output, output_spec = tree_flatten(output)
+        if isinstance(output, torch.Tensor):
+            flat_output, output_spec = [output], None
+        else:
+            flat_output, output_spec = tree_flatten(output)
         _check_vjp_outputs(context, name, output, flat_output, True)
         _error_if_complex("jacrev", flat_output, "outputs")
-        flat_diff = tree_leaves(diff)
+        flat_diff = plain_leaves(diff)
         first = _jacobian_rows(flat_output, flat_diff, chunk_size, create_graph=True)
         out_numels = [o.numel() for o in flat_output]
         blocks: list[list[list[torch.Tensor]]] = [[[] for _ in flat_diff] for _ in flat_output]
@@ -327,13 +335,11 @@ def _jacobian_rows(flat_output: list[torch.Tensor], flat_inputs: list[torch.Tens
     if sum(numels) == 1:  # one row: the gradient itself (its rows dim left implicit)
         scalar = [out for out, numel in zip(flat_output, numels) if numel == 1]
         return list(_autograd_grad(scalar, flat_inputs, retain_graph=True, create_graph=create_graph))
-    spec = tree_flatten(list(flat_output))[1]
-
     def vjp_fn(cotangents: list[torch.Tensor]) -> list[torch.Tensor]:
         return list(_autograd_grad(flat_output, flat_inputs, cotangents, retain_graph=True,
                                    create_graph=create_graph))
 
-    return _concatenate(_vjp_rows(vjp_fn, basis, spec, chunk_size)
+    return _concatenate(_vjp_rows(vjp_fn, basis, None, chunk_size)
                         for basis in _standard_basis(flat_output, numels, chunk_size))
 
 
@@ -364,20 +370,24 @@ def _standard_basis(flat_output: list[torch.Tensor], numels: list[int],
         yield chunk
 
 
-def _vjp_rows(vjp_fn: Callable, basis: list[torch.Tensor], output_spec: TreeSpec,
+def _vjp_rows(vjp_fn: Callable, basis: list[torch.Tensor], output_spec: TreeSpec | None,
               chunk_size: int | None) -> list[torch.Tensor]:
-    """VJPs of the basis rows, one tensor per primal leaf with the rows as dim 0."""
+    """VJPs of the basis rows, one tensor per primal leaf with the rows as dim 0.
+    vjp_fn takes the cotangents in the structure output_spec, or as a list (None)."""
+    def structured(cotangents: list[torch.Tensor]) -> Any:
+        return cotangents if output_spec is None else tree_unflatten(cotangents, output_spec)
+
     if basis[0].shape[0] == 1 or (chunk_size == 1 and basis[0].shape[0] > 0):
         # One row (a scalar output, or chunk_size=1): a plain call, without a vmap level
         # whose every op would only add and remove a batch dim of size 1.
-        vjps = vjp_fn(tree_unflatten([row[0] for row in basis], output_spec))
-        return [v.unsqueeze(0) for v in tree_leaves(vjps)]
+        vjps = vjp_fn(structured([row[0] for row in basis]))
+        return [v.unsqueeze(0) for v in plain_leaves(vjps)]
 
     # Flat positional Tensors in, a tuple of Tensors out: vmap's fast path (no pytree walks).
     def rows(*cotangents: torch.Tensor) -> tuple:
-        return tuple(tree_leaves(vjp_fn(tree_unflatten(list(cotangents), output_spec))))
+        return tuple(plain_leaves(vjp_fn(structured(list(cotangents)))))
 
-    return list(vmap(rows)(*basis))
+    return list(vmap_call(rows, tuple(basis), {}))
 
 
 def _concatenate(chunks: Iterator[list[torch.Tensor]]) -> list[torch.Tensor]:
