@@ -72,6 +72,18 @@ class Interpreter {
   // The op the front key handed to this interpreter (same nesting as saved_tls): an
   // op that reaches the back key while another is processed was issued by a kernel.
   const c10::FunctionSchema* processed_op = nullptr;
+  // NOTE [A grad level's last backward records nothing at its level]
+  // grad(f) differentiates f's output once, with create_graph=True so that the levels
+  // below (outer grad levels, and torch's autograd outside every transform) record the
+  // backward's ops as they pass down. The graph those ops would build at the grad level
+  // itself is dead as soon as the transform returns, so while that backward runs
+  // (_C.autograd_grad with unrecorded_level) the level processes ops with its autograd
+  // keys excluded: no nodes, no saved tensors. ADInplaceOrView stays, so views and
+  // version counters of its GradTensors keep their meaning; grad mode is untouched, so
+  // the levels below record as before. vjp, jacrev and hessian may differentiate again
+  // at the level, and keep recording. A worker thread's copy of the stack (CUDA
+  // backward) keeps recording too, which is correct, only slower.
+  bool records_ops = true;
 
   void process(const c10::OperatorHandle& op, torch::jit::Stack* stack);
   void send_to_next(const c10::OperatorHandle& op, torch::jit::Stack* stack);

@@ -447,3 +447,35 @@ def test_kernels_may_fill_their_own_allocations_under_grad():
         torchfunc.grad(user_allocation)(torch.ones(3))
     with pytest.raises(RuntimeError, match="Cannot access data pointer of Tensor that doesn't have storage"):
         torch.func.grad(user_allocation)(torch.ones(3))
+
+
+def test_grads_last_backward_leaves_the_levels_below_recording():
+    # NOTE [A grad level's last backward records nothing at its level]: grad mode stays on
+    # during the backward (hooks see it), outer levels and torch's autograd still record
+    # it, and a backward that raises leaves the level recording for the next transform.
+    seen = []
+
+    def f(x):
+        y = x.sin()
+        y.register_hook(lambda g: seen.append(torch.is_grad_enabled()) or g)
+        return (y * x).sum()
+
+    x = torch.randn(4, dtype=torch.float64)
+    ours = grad(f)(x)
+    assert seen == [True]
+    torch.testing.assert_close(ours, torch.func.grad(f)(x))
+    second = grad(lambda x: grad(f)(x).sum())(x)
+    torch.testing.assert_close(second, torch.func.grad(lambda x: torch.func.grad(f)(x).sum())(x))
+    xr = x.clone().requires_grad_()
+    (through,) = torch.autograd.grad(grad(f)(xr).sum(), xr)
+    torch.testing.assert_close(through, second)
+
+    def raising(x):
+        y = x.exp()
+        y.register_hook(lambda g: 1 / 0)
+        return y.sum()
+
+    with pytest.raises(ZeroDivisionError):
+        grad(raising)(x)
+    assert _C.stack_depth() == 0
+    torch.testing.assert_close(torchfunc.hessian(f)(x), torch.func.hessian(f)(x))

@@ -45,8 +45,10 @@ def describe(tensor: Tensor) -> str:
 
 # --- autograd ------------------------------------------------------------------------------------
 def autograd_grad(outputs: list[Tensor], inputs: list[Tensor], grad_outputs: list[Optional[Tensor]],
-                  retain_graph: bool, create_graph: bool) -> list[Optional[Tensor]]:
-    """torch.autograd.grad(..., allow_unused=True) through the C++ engine entry."""
+                  retain_graph: bool, create_graph: bool,
+                  unrecorded_level: Optional[int]) -> list[Optional[Tensor]]:
+    """torch.autograd.grad(..., allow_unused=True) through the C++ engine entry; while it
+    runs, the grad level unrecorded_level (if any) records no graph of its own."""
 
 # --- the slow per-example fallback ----------------------------------------------------------
 def set_fallback_warning(enabled: bool) -> None: ...

@@ -136,9 +136,11 @@ def _grad_and_value(api: str, func: Callable, argnums: int | tuple[int, ...], ha
                 f"{_GRAD}: Expected f(*args) to return a scalar Tensor, got tensor with "
                 f"{output.dim()} dims. Maybe you wanted to use the vjp or jacrev APIs instead?",
                 f"{context}: {name} returned a Tensor of shape {list(output.shape)}."))
-        # create_graph=True: the backward ops run at this level with grad enabled, so
-        # outer grad levels record them (higher-order derivatives).
-        flat_grads = iter(_autograd_grad((output,), plain_leaves(diff_args), create_graph=True))
+        # create_graph=True: the backward ops run with grad enabled, so outer grad levels
+        # record them (higher-order derivatives); this level, whose graph dies here, does
+        # not (NOTE [A grad level's last backward records nothing at its level]).
+        flat_grads = iter(_autograd_grad((output,), plain_leaves(diff_args), create_graph=True,
+                                         unrecorded_level=level))
         if has_aux:  # after the gradients, as torch.func
             _check_aux(context, name, aux)
         # Every leaf of diff_args is a Tensor (_check_differentiable): each gets its gradient.
@@ -343,10 +345,11 @@ def _check_cotangents(context: str, name: str, cotangents: Any, flat_cotangents:
 
 def _autograd_grad(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor],
                    grad_outputs: Sequence[torch.Tensor] | None = None, *,
-                   retain_graph: bool = False, create_graph: bool = True
-                   ) -> tuple[torch.Tensor, ...]:
+                   retain_graph: bool = False, create_graph: bool = True,
+                   unrecorded_level: int | None = None) -> tuple[torch.Tensor, ...]:
     """torch.autograd.grad that skips outputs not requiring grad and gives zeros for
-    inputs the outputs do not depend on."""
+    inputs the outputs do not depend on; unrecorded_level: a grad level whose own graph
+    the backward need not extend."""
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     pairs = [(out, g) for out, g in zip(outputs, grad_outputs) if out.requires_grad]
@@ -356,5 +359,5 @@ def _autograd_grad(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tenso
     # Through the engine's C++ entry: torch.autograd.grad refuses outputs that carry the
     # subclass marker of GradTensors above a vmap level (csrc/keys.h).
     grads = _C.autograd_grad(list(diff_outputs), list(inputs), list(diff_grad_outputs),
-                             retain_graph, create_graph)
+                             retain_graph, create_graph, unrecorded_level)
     return tuple(torch.zeros_like(inp) if g is None else g for g, inp in zip(grads, inputs))

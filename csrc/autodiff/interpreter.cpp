@@ -49,6 +49,8 @@ void check_no_mutation_of_captured(const c10::OperatorHandle& op, const torch::j
 
 void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   static const auto exclude = keys_to_exclude(c10::autograd_dispatch_keyset_with_ADInplaceOrView);
+  // NOTE [A grad level's last backward records nothing at its level] (interpreter.h)
+  static const auto exclude_unrecorded = keys_to_exclude(c10::DispatchKeySet(c10::DispatchKey::ADInplaceOrView));
   const auto level = self.level();
   const auto n = op.schema().arguments().size();
   // torch.tensor(...) inside the function: lift_fresh's input is a new tensor, not
@@ -76,7 +78,7 @@ void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, to
       return needs_lift(t) ? wrap_for_grad(t, level, /*is_immutable=*/true) : t;
     });
   }
-  c10::impl::ExcludeDispatchKeyGuard guard(exclude);
+  c10::impl::ExcludeDispatchKeyGuard guard(self.records_ops ? exclude : exclude_unrecorded);
   op.callBoxed(stack);
 }
 

@@ -84,6 +84,28 @@ at::Tensor unwrap_one(const at::Tensor& t) {
   return t;
 }
 
+// Sets a grad level's records_ops to false for the lifetime of the guard (nullopt: none).
+class UnrecordedLevel {
+ public:
+  explicit UnrecordedLevel(std::optional<int64_t> level) {
+    if (!level.has_value()) return;
+    auto& stack = local_stack();
+    TORCH_CHECK(*level >= 1 && *level <= static_cast<int64_t>(stack.size()) &&
+                    stack[*level - 1].kind() == Kind::Grad,
+                "torchfunc internal error: autograd_grad's unrecorded_level ", *level, " is no grad level");
+    interpreter_ = &stack[*level - 1];
+    interpreter_->records_ops = false;
+  }
+  ~UnrecordedLevel() {
+    if (interpreter_ != nullptr) interpreter_->records_ops = true;
+  }
+  UnrecordedLevel(const UnrecordedLevel&) = delete;
+  UnrecordedLevel& operator=(const UnrecordedLevel&) = delete;
+
+ private:
+  Interpreter* interpreter_ = nullptr;
+};
+
 at::Tensor remove_batch_dim(const at::Tensor& output, int64_t level, int64_t batch_size, int64_t out_dim) {
   // A returned fresh tensor that batched data was written into (NOTE [In-place writes into fresh tensors]).
   const auto* interp = find_interpreter(level);
@@ -218,13 +240,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("take_fallback_ops", &take_fallback_ops);
   // The engine called from C++: torch.autograd.grad refuses outputs that carry the
   // subclass marker (NOTE in keys.h). Unused inputs give None.
+  // unrecorded_level: NOTE [A grad level's last backward records nothing at its level].
   m.def("autograd_grad", [](const std::vector<at::Tensor>& outputs, const std::vector<at::Tensor>& inputs,
                             const std::vector<std::optional<at::Tensor>>& grad_outputs, bool retain_graph,
-                            bool create_graph) {
+                            bool create_graph, std::optional<int64_t> unrecorded_level) {
     std::vector<at::Tensor> grads_in;
     for (const auto& g : grad_outputs) grads_in.push_back(g.value_or(at::Tensor()));
     std::vector<at::Tensor> grads;
     {
+      UnrecordedLevel unrecorded(unrecorded_level);
       pybind11::gil_scoped_release release;
       grads = torch::autograd::grad(outputs, inputs, grads_in, retain_graph, create_graph, /*allow_unused=*/true);
     }
