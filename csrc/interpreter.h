@@ -80,9 +80,10 @@ class Interpreter {
   // (_C.autograd_grad with unrecorded_level) the level processes ops with its autograd
   // keys excluded: no nodes, no saved tensors. ADInplaceOrView stays, so views and
   // version counters of its GradTensors keep their meaning; grad mode is untouched, so
-  // the levels below record as before. vjp, jacrev and hessian may differentiate again
-  // at the level, and keep recording. A worker thread's copy of the stack (CUDA
-  // backward) keeps recording too, which is correct, only slower.
+  // the levels below record as before. hessian's second backward (the last at its
+  // level) is run this way too; its first, which the second differentiates, records,
+  // as vjp's and jacrev's do (vjp_fn may be called again). A worker thread's copy of the
+  // stack (CUDA backward) keeps recording, which is correct, only slower.
   bool records_ops = true;
 
   void process(const c10::OperatorHandle& op, torch::jit::Stack* stack);

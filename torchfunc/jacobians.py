@@ -311,7 +311,10 @@ def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has
         # one gradient at a time: a zero cotangent for another gradient would multiply
         # its infinite partials (masked -inf) into NaNs.
         for i, first_i in enumerate(first):
-            for k, rows in enumerate(_jacobian_rows([first_i], flat_diff, chunk_size, create_graph=record)):
+            # The level's graph is not differentiated again: the second backward records
+            # only below it (NOTE [A grad level's last backward records nothing at its level]).
+            for k, rows in enumerate(_jacobian_rows([first_i], flat_diff, chunk_size, create_graph=record,
+                                                    unrecorded_level=level)):
                 # rows: d first_i[m, a] / d primal_k, for every output element m and a.
                 rows = _unwrap(rows, level).reshape(sum(out_numels), flat_diff[i].numel(),
                                                     flat_diff[k].numel())
@@ -326,18 +329,21 @@ def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
 
 
 def _jacobian_rows(flat_output: list[torch.Tensor], flat_inputs: list[torch.Tensor],
-                   chunk_size: int | None, create_graph: bool) -> list[torch.Tensor]:
+                   chunk_size: int | None, create_graph: bool,
+                   unrecorded_level: int | None = None) -> list[torch.Tensor]:
     """The Jacobian of the outputs with respect to the inputs, at the current grad level,
-    one tensor per input of shape (total output elements, *input.shape)."""
+    one tensor per input of shape (total output elements, *input.shape); unrecorded_level
+    as in _autograd_grad."""
     numels = [out.numel() for out in flat_output]
     if sum(numels) == 0:
         return [inp.new_zeros((0, *inp.shape)) for inp in flat_inputs]
     if sum(numels) == 1:  # one row: the gradient itself (its rows dim left implicit)
         scalar = [out for out, numel in zip(flat_output, numels) if numel == 1]
-        return list(_autograd_grad(scalar, flat_inputs, retain_graph=True, create_graph=create_graph))
+        return list(_autograd_grad(scalar, flat_inputs, retain_graph=True, create_graph=create_graph,
+                                   unrecorded_level=unrecorded_level))
     def vjp_fn(cotangents: list[torch.Tensor]) -> list[torch.Tensor]:
         return list(_autograd_grad(flat_output, flat_inputs, cotangents, retain_graph=True,
-                                   create_graph=create_graph))
+                                   create_graph=create_graph, unrecorded_level=unrecorded_level))
 
     return _concatenate(_vjp_rows(vjp_fn, basis, None, chunk_size)
                         for basis in _standard_basis(flat_output, numels, chunk_size))
