@@ -40,6 +40,49 @@ class vmap_level:
         _C.pop(self._level)
 
 
+class _AutodiffLevel:
+    """A grad or jvp level: entering pushes it, leaves inference mode if it is on and
+    sets the level's modes (_set_modes); exiting, or a failure while entering, resets
+    them (_reset_modes, which skips what was not set) and pops the level, also when
+    resetting raises. (Classes rather than generator context managers: one is entered
+    per transform call, and a generator costs several times more.)"""
+
+    __slots__ = ("_level", "_inference")
+
+    def _push(self) -> int:
+        raise NotImplementedError
+
+    def _set_modes(self) -> None:
+        raise NotImplementedError
+
+    def _reset_modes(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> int:
+        self._inference = None
+        self._level = self._push()
+        try:
+            if torch.is_inference_mode_enabled():
+                self._inference = outside_inference_mode()
+                self._inference.__enter__()
+            self._set_modes()
+        except BaseException:
+            self._restore()
+            raise
+        return self._level
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        try:
+            self._reset_modes()
+            if self._inference is not None:
+                self._inference.__exit__(None, None, None)
+        finally:
+            _C.pop(self._level)
+
+
 # NOTE [no_grad outside and inside grad]
 # grad, vjp and jacrev are function transforms: their result must not depend on a
 # torch.no_grad() *around* the call, but must honour one *inside* the function. So we
@@ -47,90 +90,60 @@ class vmap_level:
 # enable grad for the function, and the engine restores prev_grad_mode when an op
 # crosses from this level to the levels below. Inference mode is left for the same
 # reason: a transformed function computes with autograd whatever the caller's mode.
-class grad_level:
+class grad_level(_AutodiffLevel):
     """Push a grad interpreter; entering yields its level. Inside, grad mode is on,
     inference mode is off and saved-tensor hooks are refused; all modes are restored
-    on exit, and the level is popped also when restoring them raises. (A class, as
-    vmap_level is; it sets the modes with torch's own calls, which torch.enable_grad()
-    and torch.autograd.graph.disable_saved_tensors_hooks make too.)"""
+    on exit. (The modes are set with torch's own calls, which torch.enable_grad() and
+    torch.autograd.graph.disable_saved_tensors_hooks make too.)"""
 
-    __slots__ = ("_level", "_inference", "_prev_grad", "_prev_hooks_message")
+    __slots__ = ("_prev_grad", "_prev_hooks_message")
 
-    def __enter__(self) -> int:
-        self._inference, self._prev_grad, self._prev_hooks_message = None, None, _UNSET
-        self._level = _C.push_grad(torch.is_grad_enabled())
-        try:
-            if torch.is_inference_mode_enabled():
-                self._inference = outside_inference_mode()
-                self._inference.__enter__()
-            self._prev_grad = torch.is_grad_enabled()
-            torch._C._set_grad_enabled(True)
-            self._prev_hooks_message = _autograd._saved_tensors_hooks_get_disabled_error_message()
-            _autograd._saved_tensors_hooks_disable(_NO_SAVED_TENSOR_HOOKS)
-        except BaseException:
-            self._restore_modes()
-            raise
-        return self._level
+    def _push(self) -> int:
+        self._prev_grad, self._prev_hooks_message = None, _UNSET
+        return _C.push_grad(torch.is_grad_enabled())
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._restore_modes()
+    def _set_modes(self) -> None:
+        self._prev_grad = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(True)
+        self._prev_hooks_message = _autograd._saved_tensors_hooks_get_disabled_error_message()
+        _autograd._saved_tensors_hooks_disable(_NO_SAVED_TENSOR_HOOKS)
 
-    def _restore_modes(self) -> None:
-        try:
-            if self._prev_hooks_message is not _UNSET:
-                if self._prev_hooks_message is None:
-                    _autograd._saved_tensors_hooks_enable()
-                else:
-                    _autograd._saved_tensors_hooks_disable(self._prev_hooks_message)
-            if self._prev_grad is not None:
-                torch._C._set_grad_enabled(self._prev_grad)
-            if self._inference is not None:
-                self._inference.__exit__(None, None, None)
-        finally:
-            _C.pop(self._level)
+    def _reset_modes(self) -> None:
+        if self._prev_hooks_message is not _UNSET:
+            if self._prev_hooks_message is None:
+                _autograd._saved_tensors_hooks_enable()
+            else:
+                _autograd._saved_tensors_hooks_disable(self._prev_hooks_message)
+        if self._prev_grad is not None:
+            torch._C._set_grad_enabled(self._prev_grad)
 
 
 # Forward-mode AD has a single dual level in torch; every jvp level uses it, each on
 # its own GradTensors (their own forward gradients), so only the outermost jvp level
 # enters it.
-class jvp_level:
+class jvp_level(_AutodiffLevel):
     """Push a jvp interpreter; entering yields its level. Inside, forward-grad mode is on
-    and inference mode is off; all modes are restored on exit, and the level is popped
-    also when restoring them raises. (A class, as grad_level is; the dual level is
+    and inference mode is off; all modes are restored on exit. (The dual level is
     entered with torch.autograd.forward_ad's own functions, which keep its record of the
     current level.)"""
 
-    __slots__ = ("_level", "_inference", "_dual_level", "_prev_fwd_grad")
+    __slots__ = ("_dual_level", "_prev_fwd_grad")
 
-    def __enter__(self) -> int:
-        self._inference, self._dual_level, self._prev_fwd_grad = None, None, None
-        self._level = _C.push_jvp(torch._C._is_fwd_grad_enabled())
-        try:
-            if torch.is_inference_mode_enabled():
-                self._inference = outside_inference_mode()
-                self._inference.__enter__()
-            if _C.stack_kinds().count("jvp") == 1:
-                self._dual_level = _forward_ad.enter_dual_level()
-            self._prev_fwd_grad = torch._C._is_fwd_grad_enabled()
-            torch._C._set_fwd_grad_enabled(True)
-        except BaseException:
-            self._restore_modes()
-            raise
-        return self._level
+    def _push(self) -> int:
+        self._dual_level, self._prev_fwd_grad = None, None
+        return _C.push_jvp(torch._C._is_fwd_grad_enabled())
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._restore_modes()
+    def _set_modes(self) -> None:
+        if _C.stack_kinds().count("jvp") == 1:
+            self._dual_level = _forward_ad.enter_dual_level()
+        self._prev_fwd_grad = torch._C._is_fwd_grad_enabled()
+        torch._C._set_fwd_grad_enabled(True)
 
-    def _restore_modes(self) -> None:
-        try:
-            if self._prev_fwd_grad is not None:
-                torch._C._set_fwd_grad_enabled(self._prev_fwd_grad)
-            if self._dual_level is not None:
-                _forward_ad.exit_dual_level(level=self._dual_level)
-            if self._inference is not None:
-                self._inference.__exit__(None, None, None)
-        finally:
-            _C.pop(self._level)
+    def _reset_modes(self) -> None:
+        if self._prev_fwd_grad is not None:
+            torch._C._set_fwd_grad_enabled(self._prev_fwd_grad)
+        if self._dual_level is not None:
+            _forward_ad.exit_dual_level(level=self._dual_level)
 
 
 @contextlib.contextmanager
