@@ -15,6 +15,7 @@
 
 #include "autodiff/grad_tensor.h"
 #include "errors.h"
+#include "vmap/batched_tensor.h"
 #include "keys.h"
 #include "op_traits.h"
 #include "stack.h"
@@ -42,6 +43,58 @@ bool torch_keeps_functorch_out(const torch::jit::Stack& stack, size_t n) {
   return !any_tensor(stack, n, [&](const at::Tensor& t) { return t.defined() && t.key_set().has_any(wrapped); });
 }
 
+// NOTE [Metadata queries answered at the front key]
+// Forward-mode AD asks is_same_size and _has_same_storage_numel of every tangent it
+// attaches (and make_dual of each primal). Sent through the levels, each query cost as
+// much as the op it follows. Their answers do not depend on the levels: every level
+// keeps the sizes of the tensors it wraps, and the vmap rules answer both queries from
+// the logical (per-example) tensors (rules/dynamic.cpp: a BatchedTensor has no storage,
+// each example stands for a storage of its own numel). So is_same_size compares the
+// arguments' sizes here, and _has_same_storage_numel their numels when a BatchedTensor
+// lies under either argument (the first vmap level that meets the call answers so);
+// with none, the plain tensors' storages decide, and the call takes the usual path.
+// Only strided, non-nested tensors without Python subclasses are answered here.
+bool answer_metadata_query(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  static const auto is_same_size = c10::Dispatcher::singleton().findSchemaOrThrow("aten::is_same_size", "");
+  static const auto same_storage_numel =
+      c10::Dispatcher::singleton().findSchemaOrThrow("aten::_has_same_storage_numel", "");
+  if (op != is_same_size && op != same_storage_numel) {
+    return false;
+  }
+  const at::Tensor& self = (*stack)[stack->size() - 2].toTensor();
+  const at::Tensor& other = (*stack)[stack->size() - 1].toTensor();
+  bool any_batched = false;
+  auto plain_strided = [&any_batched](const at::Tensor& t) {
+    if (!t.defined() || t.key_set().has(c10::DispatchKey::Python)) return false;
+    at::Tensor inner = t;
+    while (true) {
+      if (auto* g = maybe_grad_tensor(inner)) {
+        inner = g->value();
+      } else if (auto* b = maybe_batched(inner)) {
+        any_batched = true;
+        inner = b->value();
+      } else {
+        break;
+      }
+    }
+    return inner.layout() == c10::kStrided && !inner.is_nested() && !inner.key_set().has(c10::DispatchKey::Python);
+  };
+  if (!plain_strided(self) || !plain_strided(other)) {
+    return false;
+  }
+  bool answer = false;
+  if (op == is_same_size) {
+    answer = self.sizes() == other.sizes();
+  } else if (any_batched) {
+    answer = self.numel() == other.numel();
+  } else {
+    return false;
+  }
+  torch::jit::drop(*stack, 2);
+  stack->emplace_back(answer);
+  return true;
+}
+
 } // namespace
 
 void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
@@ -57,6 +110,9 @@ void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   auto& top = top_interpreter();
   if (any_tensor(*stack, n, [](const at::Tensor& t) { return unwrap_if_dead(t).unsafeGetTensorImpl() != t.unsafeGetTensorImpl(); })) {
     map_tensors(*stack, n, unwrap_if_dead);
+  }
+  if (answer_metadata_query(op, stack)) {
+    return;
   }
   top.saved_tls = c10::impl::tls_local_dispatch_key_set();
   top.processed_op = &op.schema();

@@ -565,3 +565,34 @@ Expected the tangents TreeSpec(tuple, None, [*]) to have the same argspec as the
     def test_jacfwd_bad_argnums(self):
         self.assertExpectedInline(self.check(lambda: jacfwd(f_scalar, argnums=1)(x3), RuntimeError), """Got argnum=1, but only 1 positional inputs. torchfunc: jacfwd(f_scalar, argnums=1)(*args): argnums=1 is out of range: f_scalar was called with 1 positional argument; valid argnums are -1..0.""")
         self.assertExpectedInline(self.check(lambda: jacfwd(f_two, argnums=(0, -2))(x3, x3), RuntimeError), """argnums elements must be unique, got (0, 0). torchfunc: jacfwd(f_two, argnums=(0, -2))(*args): argnums=(0, -2) selects positional arguments (0, 0), and each can be selected once.""")
+
+
+# NOTE [Metadata queries answered at the front key]
+_same_storage_numel = torch.ops.aten._has_same_storage_numel
+
+METADATA_QUERY_CASES = {
+    "vmap_same_shape": lambda lib, x: lib.vmap(lambda a: _queries(a, a * 2))(x),
+    "vmap_other_shape": lambda lib, x: lib.vmap(lambda a: torch.tensor([torch.is_same_size(a, a[:2])]))(x),
+    "vmap_captured_plain": lambda lib, x: lib.vmap(lambda a: _queries(a, torch.ones(3)))(x),
+    "vmap_of_grad": lambda lib, x: lib.vmap(lib.grad(lambda a: a.sum() * _queries(a, a.exp()).sum()))(x),
+    "grad_plain_views": lambda lib, x: lib.grad(lambda a: a.sum() * _queries(a[:2], a).sum())(x),
+    "vmap_of_jvp": lambda lib, x: lib.vmap(lambda a: lib.jvp(lambda t: t.sin() * _queries(t, a).sum(), (a,), (a,))[1])(x),
+}
+
+
+def _queries(a, b):
+    return torch.tensor([float(torch.is_same_size(a, b)), float(_same_storage_numel(a, b))])
+
+
+@pytest.mark.parametrize("name", METADATA_QUERY_CASES)
+def test_metadata_queries_match_torch_func(name):
+    x = A(4, 3)
+    assert_same(METADATA_QUERY_CASES[name](torchfunc, x), METADATA_QUERY_CASES[name](torch.func, x))
+
+
+@pytest.mark.xfail(strict=True, reason="a BatchedTensor has no storage: _has_same_storage_numel compares the "
+                   "examples' numels, torch.func the physical storages, which views of one batch share")
+def test_has_same_storage_numel_of_a_view_of_a_batch_matches_torch_func():
+    x = A(4, 3)
+    f = lambda lib: lib.vmap(lambda a: torch.tensor([float(_same_storage_numel(a, a[:2]))]))(x)
+    assert_same(f(torchfunc), f(torch.func))
