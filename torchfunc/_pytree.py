@@ -12,10 +12,11 @@ from typing import Any, Callable
 
 import torch
 from torch.utils._pytree import (
+    SUPPORTED_NODES,
     TreeSpec,
     _broadcast_to_and_flatten,
     keystr,
-    tree_flatten,
+    tree_flatten as _torch_tree_flatten,
     tree_flatten_with_path,
     tree_leaves,
     tree_map,
@@ -25,7 +26,7 @@ from torch.utils._pytree import (
 
 __all__ = [
     "TreeSpec", "tree_flatten", "tree_leaves", "tree_map", "tree_map_tensors", "tree_unflatten",
-    "plain_leaves",
+    "plain_leaves", "flat_tuple_spec",
     "treespec_pprint",
     "fn_name", "kind_of", "wraps", "named_leaves", "broadcast_prefix", "prefix_mismatch",
     "check_argnums", "wrap_argnums", "slice_argnums",
@@ -92,6 +93,34 @@ def tree_map_tensors(fn: Callable, tree: Any) -> Any:
     if kind in _SCALARS:
         return tree
     return tree_map(lambda x: fn(x) if isinstance(x, torch.Tensor) else x, tree)
+
+
+def _leaf_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and type(x) not in SUPPORTED_NODES
+
+
+_LEAF_SPEC = _torch_tree_flatten(0)[1]
+_FLAT_TUPLE_SPECS: dict[int, TreeSpec] = {}
+
+
+def flat_tuple_spec(n: int) -> TreeSpec:
+    """The structure of a tuple of n leaves (built once per n)."""
+    spec = _FLAT_TUPLE_SPECS.get(n)
+    if spec is None:
+        spec = _FLAT_TUPLE_SPECS[n] = _torch_tree_flatten(tuple(range(n)))[1]
+    return spec
+
+
+def tree_flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list[Any], TreeSpec]:
+    """torch's tree_flatten. A Tensor, or a tuple of Tensors (what the transforms are
+    mostly called with and return), is not walked: its structure is built once, which
+    cost more than the rest of a small jvp or jacfwd call when torch built it anew."""
+    if is_leaf is None:
+        if _leaf_tensor(tree):
+            return [tree], _LEAF_SPEC
+        if type(tree) is tuple and all(_leaf_tensor(x) for x in tree):
+            return list(tree), flat_tuple_spec(len(tree))
+    return _torch_tree_flatten(tree, is_leaf=is_leaf)
 
 
 def plain_leaves(tree: Any) -> list[Any]:

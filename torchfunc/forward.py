@@ -64,28 +64,24 @@ def jvp_with_context(context: str, name: str, func: Callable, primals: Any, tang
                      strict: bool, has_aux: bool) -> tuple:
     """jvp, with `context` and `name` naming the caller and the user's function in errors
     (jacfwd calls it on a wrapper of the user's function)."""
-    # NOTE [jvp's fast path for flat primals and outputs]
-    # Primals and tangents that are flat tuples of valid Tensor pairs, and an output that
-    # is a Tensor or a flat tuple of Tensors, skip the pytree walks (jacfwd and hessian
-    # call jvp this way); anything else, and every error, takes the general path.
+    # NOTE [jvp's fast path for flat primals]
+    # Primals and tangents that are flat tuples of valid Tensor pairs (jacfwd calls jvp
+    # so) skip the checks that name a culprit, and the pytree walks (our tree_flatten
+    # does not walk a tuple of Tensors); anything else, and every error, takes the
+    # general path.
     if _flat_valid_pairs(primals, tangents):
-        flat_primals, primals_spec, flat_tangents = primals, None, tangents
+        flat_primals, primals_spec = tree_flatten(primals)
     else:
         flat_primals, primals_spec = _check_primals_and_tangents(context, primals, tangents)
-        flat_tangents = tree_flatten(tangents)[0]
+    flat_tangents = tree_flatten(tangents)[0]
     with jvp_level() as level:
         duals = [_make_dual(_C.wrap_for_grad(p, level), t) for p, t in zip(flat_primals, flat_tangents)]
-        inputs = duals if primals_spec is None else tree_unflatten(duals, primals_spec)
-        output, aux = _split_aux(_JVP, context, name, func(*inputs), has_aux)
+        output, aux = _split_aux(_JVP, context, name, func(*tree_unflatten(duals, primals_spec)),
+                                 has_aux)
         if has_aux:  # before the outputs, as torch.func
             _check_aux(context, name, aux)
-        if isinstance(output, torch.Tensor):
-            flat_output, output_spec = [output], None
-        elif type(output) is tuple and output and all(isinstance(o, torch.Tensor) for o in output):
-            flat_output, output_spec = output, _FLAT_TUPLE
-        else:
-            flat_output, output_spec = tree_flatten(output)
-            _check_jvp_outputs(context, name, output, flat_output)
+        flat_output, output_spec = tree_flatten(output)
+        _check_jvp_outputs(context, name, output, flat_output)
         primal_outs, tangent_outs = [], []
         for i, out in enumerate(flat_output):
             primal, tangent = _unpack_dual(out)
@@ -100,16 +96,8 @@ def jvp_with_context(context: str, name: str, func: Callable, primals: Any, tang
             primal_outs.append(_C.unwrap_for_grad(primal, level))
             tangent_outs.append(_C.unwrap_for_grad(tangent, level))
         aux = tree_map_tensors(lambda x: _C.unwrap_for_grad(x, level), aux)
-    if output_spec is None:
-        result = (primal_outs[0], tangent_outs[0])
-    elif output_spec is _FLAT_TUPLE:
-        result = (tuple(primal_outs), tuple(tangent_outs))
-    else:
-        result = (tree_unflatten(primal_outs, output_spec), tree_unflatten(tangent_outs, output_spec))
+    result = (tree_unflatten(primal_outs, output_spec), tree_unflatten(tangent_outs, output_spec))
     return result + (aux,) if has_aux else result
-
-
-_FLAT_TUPLE = object()  # an output that is a flat tuple of Tensors
 
 
 def _flat_valid_pairs(primals: Any, tangents: Any) -> bool:

@@ -147,16 +147,11 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
         wrapped = _jacfwd_checks(name, argnums, args)
         context = f"jacfwd({name})(*args)"
         diff_positions = (wrapped,) if isinstance(wrapped, int) else wrapped
-        selected = slice_argnums(args, wrapped)
-        if all(isinstance(p, torch.Tensor) for p in selected):  # no pytree walk (the usual case)
-            flat_primals, primals_spec = list(selected), None
-        else:
-            flat_primals, primals_spec = tree_flatten(selected)
+        flat_primals, primals_spec = tree_flatten(slice_argnums(args, wrapped))
 
         def of_primals(*leaves: Any) -> Any:
             full = list(args)
-            values = leaves if primals_spec is None else tree_unflatten(list(leaves), primals_spec)
-            for position, value in zip(diff_positions, values):
+            for position, value in zip(diff_positions, tree_unflatten(list(leaves), primals_spec)):
                 full[position] = value
             return func(*full)
 
@@ -180,10 +175,7 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
                 result = vmap_call(push, tuple(basis), {}, randomness=randomness)
                 columns = result[0]
                 chunk_aux = tree_map_tensors(lambda t: t[0], result[1]) if has_aux else None
-            if isinstance(columns, torch.Tensor):
-                flat_columns, output_spec = [columns], None
-            else:
-                flat_columns, output_spec = tree_flatten(columns)
+            flat_columns, output_spec = tree_flatten(columns)
             chunks.append(flat_columns)
             if aux is None:
                 aux = chunk_aux
@@ -198,9 +190,9 @@ def jacfwd(func: Callable, argnums: int | tuple[int, ...] = 0, has_aux: bool = F
             pieces = (columns,) if len(flat_primals) == 1 else torch.split(columns, numels, dim=0)
             jacs = [piece.movedim(0, -1).reshape(out_shape + tuple(primal.shape))
                     for piece, primal in zip(pieces, flat_primals)]
-            jac = tuple(jacs) if primals_spec is None else tree_unflatten(jacs, primals_spec)
+            jac = tree_unflatten(jacs, primals_spec)
             per_output.append(jac[0] if isinstance(argnums, int) else jac)
-        jacobian = per_output[0] if output_spec is None else tree_unflatten(per_output, output_spec)
+        jacobian = tree_unflatten(per_output, output_spec)
         return (jacobian, aux) if has_aux else jacobian
 
     return wrapper_fn
@@ -249,7 +241,7 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
             name, func, args, wrapped, has_aux, chunk_size)
 
         def per_primal(blocks: list[Any]) -> Any:  # the structure of the differentiated args
-            tree = tuple(blocks) if primals_spec is None else tree_unflatten(list(blocks), primals_spec)
+            tree = tree_unflatten(list(blocks), primals_spec)
             return tree[0] if isinstance(argnums, int) else tree
 
         per_output = []
@@ -258,7 +250,7 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
                 per_primal([flat_hessians[o][i][k].view(out_shape + pi.shape + pk.shape)
                             for k, pk in enumerate(flat_primals)])
                 for i, pi in enumerate(flat_primals)]))
-        result = per_output[0] if output_spec is None else tree_unflatten(per_output, output_spec)
+        result = tree_unflatten(per_output, output_spec)
         return (result, aux) if has_aux else result
 
     return wrapper_fn
@@ -280,16 +272,11 @@ def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has
     blocks[o][i][k] holds d2 output_o / d primal_i d primal_k, flattened as
     (output_o.numel(), primal_i.numel(), primal_k.numel()); the primals are the
     differentiated arguments' leaves, primals_spec their structure (as_tuple, as jacrev
-    builds its result; None when they are Tensors), output_spec the output's (None for a
-    Tensor). The caller has checked args as jacfwd does, so the inner jacrev's
+    builds its result), output_spec the output's. The caller has checked args as jacfwd does, so the inner jacrev's
     checks of the arguments pass; those of the outputs are made here, in jacrev's words."""
     context = f"jacrev({name})(*args)"
     record = torch.is_grad_enabled()  # outer levels and autograd record the second backward
-    selected = slice_argnums(args, argnums)
-    if all(isinstance(p, torch.Tensor) for p in selected):  # no pytree walk (the usual case)
-        flat_primals, primals_spec = list(selected), None
-    else:
-        flat_primals, primals_spec = tree_flatten(selected)
+    flat_primals, primals_spec = tree_flatten(slice_argnums(args, argnums))
     with grad_level() as level:
         primals = _lift(args, level)
         diff = slice_argnums(primals, argnums, as_tuple=False)
@@ -297,10 +284,7 @@ def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has
         output, aux = _split_aux(_VJP, context, name, func(*primals), has_aux)
         if has_aux:
             _check_aux(context, name, aux)
-        if isinstance(output, torch.Tensor):
-            flat_output, output_spec = [output], None
-        else:
-            flat_output, output_spec = tree_flatten(output)
+        flat_output, output_spec = tree_flatten(output)
         _check_vjp_outputs(context, name, output, flat_output, True)
         _error_if_complex("jacrev", flat_output, "outputs")
         flat_diff = plain_leaves(diff)

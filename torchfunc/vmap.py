@@ -21,6 +21,7 @@ from ._pytree import (
     RandomnessError,
     TreeSpec,
     broadcast_prefix,
+    flat_tuple_spec,
     fn_name,
     kind_of,
     named_leaves,
@@ -157,7 +158,7 @@ def _flatten_inputs(func: Callable, in_dims: Any, args: tuple
         flat_in_dims = [in_dims] * len(args) if type(in_dims) is int else list(in_dims)
         flat_args = [arg if d is not None or isinstance(arg, torch.Tensor) else tree_map_tensors(_same, arg)
                      for arg, d in zip(args, flat_in_dims)]
-        args_spec = _flat_spec(len(args))
+        args_spec = flat_tuple_spec(len(args))
     else:
         flat_args, args_spec = tree_flatten(args)
         flat_in_dims = broadcast_prefix(in_dims, args_spec)
@@ -188,17 +189,6 @@ def _flatten_inputs(func: Callable, in_dims: Any, args: tuple
         flat_in_dims[i] = in_dim % arg.dim()
 
     return _batch_size(flat_in_dims, flat_args), flat_in_dims, flat_args, args_spec
-
-
-_FLAT_SPECS: dict[int, TreeSpec] = {}
-
-
-def _flat_spec(n: int) -> TreeSpec:
-    """The structure of a tuple of n leaves."""
-    spec = _FLAT_SPECS.get(n)
-    if spec is None:
-        spec = _FLAT_SPECS[n] = tree_flatten(tuple(range(n)))[1]
-    return spec
 
 
 def _all_tensors(values: Any) -> bool:
@@ -371,7 +361,7 @@ class _Call:
         with vmap_level(batch_size, self.randomness) as level:
             batched = [arg if in_dim is None else _C.add_batch_dim(arg, in_dim, level)
                        for arg, in_dim in zip(flat_args, self.flat_in_dims)]
-            args = batched if self.args_spec is _FLAT_SPECS.get(len(batched)) else tree_unflatten(batched, self.args_spec)
+            args = batched if self.args_spec is flat_tuple_spec(len(batched)) else tree_unflatten(batched, self.args_spec)
             outputs = self.func(*args, **self.kwargs)
             return _unbatch(self.func, outputs, self.out_dims, level, batch_size)
 
