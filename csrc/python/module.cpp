@@ -84,7 +84,8 @@ at::Tensor unwrap_one(const at::Tensor& t) {
   return t;
 }
 
-// Sets a grad level's records_ops to false for the lifetime of the guard (nullopt: none).
+// Sets a grad level's records_ops to false for the lifetime of the guard, and restores
+// what it was (nullopt: no level).
 class UnrecordedLevel {
  public:
   explicit UnrecordedLevel(std::optional<int64_t> level) {
@@ -94,16 +95,18 @@ class UnrecordedLevel {
                     stack[*level - 1].kind() == Kind::Grad,
                 "torchfunc internal error: autograd_grad's unrecorded_level ", *level, " is no grad level");
     interpreter_ = &stack[*level - 1];
+    records_before_ = interpreter_->records_ops;
     interpreter_->records_ops = false;
   }
   ~UnrecordedLevel() {
-    if (interpreter_ != nullptr) interpreter_->records_ops = true;
+    if (interpreter_ != nullptr) interpreter_->records_ops = records_before_;
   }
   UnrecordedLevel(const UnrecordedLevel&) = delete;
   UnrecordedLevel& operator=(const UnrecordedLevel&) = delete;
 
  private:
   Interpreter* interpreter_ = nullptr;
+  bool records_before_ = true;
 };
 
 at::Tensor remove_batch_dim(const at::Tensor& output, int64_t level, int64_t batch_size, int64_t out_dim) {
