@@ -1,10 +1,17 @@
 """The interleaved timer and the peak-memory probe shared by benchmarks/bench.py.
 
 Every side of a workload (torchfunc, torch.func, ExpandedWeights, a Python loop, ...) is
-timed in the same rounds, one after another: torchfunc, side 2, side 3, ..., torchfunc,
-side 2, ... Drift on a busy machine (other jobs, CPU frequency) then reaches every side
-alike. Each round yields one ratio torchfunc time / side time per side, and the report
-gives the median of those ratios, with their 25th-75th percentiles as a spread.
+timed in the same rounds, one after another. Drift on a busy machine (other jobs, CPU
+frequency) then reaches every side alike. Each round yields one ratio torchfunc time /
+side time per side, and the report gives the median of those ratios, with their
+25th-75th percentiles as a spread.
+
+The order turns by one side each round (torchfunc, side 2, side 3; then side 2, side 3,
+torchfunc; ...), so every side goes first equally often. With torchfunc always first,
+right after the round's gc.collect() and the last side of the round before, the side
+going first paid for it (measured, per-sample grads of the 784-128-128-10 MLP, 25 rounds
+of torchfunc and ExpandedWeights alone: ratio 1.05 to 1.11 with torchfunc first, 1.00 to
+1.02 with ExpandedWeights first, in the same runs).
 
 Each side's turn in a round starts with one untimed call. Without it, the first call after
 another side pays for that side's allocations: glibc gives freed blocks back to the system
@@ -93,11 +100,14 @@ def calls_per_round(fns: list[Callable[[], Any]], target_s: float) -> int:
 
 def time_interleaved(sides: dict[str, Callable[[], Any]], rounds: int, number: int,
                      fallback_count: Callable[[], int]) -> Timing:
-    """`rounds` rounds of every side in turn (torchfunc first), `number` calls each."""
+    """`rounds` rounds of every side in turn, `number` calls each; round r starts with
+    side r mod len(sides) (see the module's docstring)."""
     timing = Timing(number, {name: [] for name in sides})
-    for _ in range(rounds):
+    order = list(sides.items())
+    for r in range(rounds):
         gc.collect()
-        for name, fn in sides.items():
+        shift = r % len(order)
+        for name, fn in order[shift:] + order[:shift]:
             before = fallback_count()
             fn()  # untimed: the pages this side's calls reuse are faulted in (see above)
             timing.seconds[name].append(_time_calls(fn, number))
