@@ -7,6 +7,8 @@ import sys
 import torch
 from torch.utils._pytree import tree_flatten
 
+from torchfunc._engine import _C
+
 
 def reseed(seed: int) -> None:
     """torch.manual_seed(seed) for the generators this suite uses.
@@ -35,12 +37,15 @@ Point = collections.namedtuple("Point", ["x", "y"])
 
 
 def assert_same(actual, expected):
-    """Same pytree structure, same leaves (Tensors: same shape, dtype and values)."""
+    """Same pytree structure, same leaves (Tensors: same shape, dtype and values, and no
+    torchfunc wrapper where torch.func gives none, such as a dead GradTensor leaking out)."""
     flat_actual, spec_actual = tree_flatten(actual)
     flat_expected, spec_expected = tree_flatten(expected)
     assert spec_actual == spec_expected
     for a, e in zip(flat_actual, flat_expected):
         if isinstance(e, torch.Tensor):
+            if torch._C._functorch.is_functorch_wrapped_tensor(e) is False:
+                assert _C.wrapper_info(a) is None, _C.describe(a)
             torch.testing.assert_close(a, e)
         else:
             assert a == e

@@ -41,6 +41,7 @@ GRAD_CASES = {
     "namedtuple_arg": (lambda p: (p.x * p.y).sum(), {}, lambda: (Point(A(3), A(3)),)),
     "has_aux": (lambda a: (f_scalar(a), {"sin": a.sin()}), dict(has_aux=True), lambda: (A(3),)),
     "independent_input": (lambda a, b: (b * 2).sum(), {}, lambda: (A(3), A(3))),
+    "output_independent_of_inputs": (lambda a: a.detach().sum(), {}, lambda: (A(3),)),
     "non_tensor_extra_arg": (lambda a, k: (a * k).sum(), {}, lambda: (A(3), 2.5)),
 }
 

@@ -125,9 +125,7 @@ def _grad_and_value(api: str, func: Callable, argnums: int | tuple[int, ...], ha
         if kwargs:
             kwargs = _lift(kwargs, level)
         diff_args = slice_argnums(args, argnums, as_tuple=False)
-        inputs = plain_leaves(diff_args)
-        for leaf in inputs:
-            require_grad(leaf)
+        inputs = _require_grad(diff_args)
         output, aux = _split_aux(_GRAD, context, name, func(*args, **kwargs), has_aux)
         if not isinstance(output, torch.Tensor):
             hint = (f" If {name} returns (output, aux), pass has_aux=True to {api}."
@@ -143,17 +141,11 @@ def _grad_and_value(api: str, func: Callable, argnums: int | tuple[int, ...], ha
         # create_graph=True: the backward ops run with grad enabled, so outer grad levels
         # record them (higher-order derivatives); this level, whose graph dies here, does
         # not (NOTE [A grad level's last backward records nothing at its level]).
-        raw = (_C.autograd_grad([output], inputs, [None], False, True, level) if output.requires_grad
-               else [None] * len(inputs))
+        flat_grads = iter(_autograd_grad((output,), inputs, create_graph=True, unrecorded_level=level))
         if has_aux:  # after the gradients, as torch.func
             _check_aux(context, name, aux)
-        # Every leaf of diff_args is a Tensor (_check_differentiable): each gets its gradient,
-        # zeros for an input the output does not depend on (made below this level, where
-        # zeros_like of a GradTensor would have gone through it only to be unwrapped).
-        flat_grads = iter([_C.unwrap_for_grad(g, level) if g is not None
-                           else torch.zeros_like(_C.unwrap_for_grad(inp, level))
-                           for g, inp in zip(raw, inputs)])
-        grads = tree_map_tensors(lambda _: next(flat_grads), diff_args)
+        # Every leaf of diff_args is a Tensor (_check_differentiable): each gets its gradient.
+        grads = tree_map_tensors(lambda _: _C.unwrap_for_grad(next(flat_grads), level), diff_args)
         return grads, _unwrap(output, level), _unwrap(aux, level)
 
 
@@ -220,11 +212,14 @@ def _unwrap(tree: Any, level: int) -> Any:
     return tree_map_tensors(lambda x: _C.unwrap_for_grad(x, level), tree)
 
 
-def _require_grad(tree: Any) -> None:
+def _require_grad(tree: Any) -> list[torch.Tensor]:
     """requires_grad_() on every (lifted) Tensor of `tree` (a user's own requires_grad_()
-    inside a transform is refused: NOTE [Tensor methods that read type ids or storage])."""
-    for leaf in plain_leaves(tree):
+    inside a transform is refused: NOTE [Tensor methods that read type ids or storage]);
+    returns those leaves, in plain_leaves order."""
+    leaves = plain_leaves(tree)
+    for leaf in leaves:
         require_grad(leaf)
+    return leaves
 
 
 def _check_differentiable(context: str, args: tuple, argnums: int | tuple[int, ...] | None,
