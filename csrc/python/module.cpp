@@ -113,15 +113,15 @@ at::Tensor remove_batch_dim(const at::Tensor& output, int64_t level, int64_t bat
   // A returned fresh tensor that batched data was written into (NOTE [In-place writes into fresh tensors]).
   const auto* interp = find_interpreter(level);
   const at::Tensor t = interp != nullptr && interp->kind() == Kind::Vmap ? read_at_level(*interp, output) : output;
-  // An output already with its batch dim at out_dim is returned as an alias (one op,
-  // where movedim to the same place dispatches movedim, permute and as_strided).
+  // An output already with its batch dim at out_dim is returned as it is, as torch.func
+  // does (vmap(lambda x: x)(x) is x), without dispatching movedim, permute and as_strided.
   auto [value, bdim] = unwrap_at(t, level);
   if (!bdim.has_value()) {
     auto expanded = axis::materialize(t, std::nullopt, batch_size);
     return out_dim == 0 ? expanded : expanded.movedim(0, c10::maybe_wrap_dim(out_dim, expanded.dim()));
   }
   const int64_t dst = c10::maybe_wrap_dim(out_dim, value.dim());
-  return *bdim == dst ? value.alias() : value.movedim(*bdim, dst);
+  return *bdim == dst ? value : value.movedim(*bdim, dst);
 }
 
 // (kind, level, alive, bdim) of the outermost wrapper of t; nullopt for a plain tensor.
