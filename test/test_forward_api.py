@@ -104,6 +104,39 @@ def test_jvp_leaves_forward_ads_dual_level_as_it_found_it():
     assert torch._C._is_fwd_grad_enabled() == fwd_grad_mode
 
 
+@pytest.mark.parametrize("layout", ["transposed_tangent", "transposed_primal", "expanded_tangent",
+                                    "channels_last_tangent"])
+def test_jvp_tangent_with_other_strides_than_its_primal(layout):
+    # torch gives the forward gradient its primal's strides (a copy) where they differ.
+    shape = (2, 3, 4, 5) if layout == "channels_last_tangent" else (3, 4)
+    primal, tangent = A(*shape), A(*shape)
+    if layout == "transposed_tangent":
+        tangent = A(4, 3).T
+    elif layout == "transposed_primal":
+        primal = A(4, 3).T
+    elif layout == "expanded_tangent":
+        tangent = A(1, 4).expand(3, 4)
+    else:
+        tangent = tangent.contiguous(memory_format=torch.channels_last)
+
+    def f(a):
+        return a.sin() * a.stride()[0]  # strides as the function sees them
+
+    assert_same(jvp(f, (primal,), (tangent,)), torch.func.jvp(f, (primal,), (tangent,)))
+
+
+def test_jvp_in_place_on_the_primal_inside_the_function():
+    # The dual is the primal's GradTensor: an in-place op on it writes the caller's
+    # tensor and carries the tangent, as in torch.func (which, like us, updates the
+    # caller's tangent in place too: each side gets its own copies).
+    x, t = A(3), A(3)
+    f = lambda a: a.mul_(2).sin()
+    ours_x, ours_t, theirs_x, theirs_t = x.clone(), t.clone(), x.clone(), t.clone()
+    assert_same(jvp(f, (ours_x,), (ours_t,)), torch.func.jvp(f, (theirs_x,), (theirs_t,)))
+    assert_same(jvp(f, (x.clone(),), (t.clone(),))[1], 2 * t * torch.cos(2 * x))
+    assert_same((ours_x, ours_t), (theirs_x, theirs_t))
+
+
 def test_jvp_independent_output_tangent_is_zeros():
     out, tangent = jvp(lambda a, b: (a * 2, b.detach() + 1), (A(3), A(2)), (A(3), A(2)))
     assert_same(tangent[1], torch.zeros(2))
@@ -160,6 +193,13 @@ def _compositions(api, x, t, xs, ts):
         "grad_jvp": lambda: api.grad(lambda a: api.jvp(lambda b: (b.sin() * a).sum(),
                                                        (a,), (t,))[1])(x),
         "jvp_jvp": lambda: api.jvp(lambda a: api.jvp(f, (a,), (t,))[1], (x,), (t.cos(),)),
+        # The inner tangent is the outer level's dual; the inner function returns a
+        # capture of the outer level (its outer tangent must not become the inner one).
+        "jvp_jvp_tangent_is_outer_dual": lambda: api.jvp(lambda a: api.jvp(f, (a,), (a,)), (x,), (t,)),
+        "jvp_jvp_returns_outer_dual": lambda: api.jvp(lambda a: api.jvp(lambda b: a, (x,), (t,)),
+                                                      (x,), (t.cos(),)),
+        "jvp_jvp_returns_outer_dual_times_two": lambda: api.jvp(
+            lambda a: api.jvp(lambda b: (a * 2, b * a), (x,), (t,)), (x,), (t.cos(),)),
         "jvp_vmap": lambda: api.jvp(api.vmap(f), (xs,), (ts,)),
         "jvp_grad_grad": lambda: api.jvp(api.grad(api.grad(lambda a: a.sin() * a ** 3)),
                                          (x[0],), (t[0],)),

@@ -33,6 +33,13 @@ def batched_at(tensor: Tensor, level: int) -> bool: ...
 def wrap_for_grad(tensor: Tensor, level: int) -> Tensor: ...
 def unwrap_for_grad(tensor: Tensor, level: int) -> Tensor:
     """The value of a GradTensor at `level`; any other tensor is returned as is."""
+def make_duals(primals: list[Tensor], tangents: list[Tensor], level: int, dual_level: int) -> list[Tensor]:
+    """GradTensors at `level` of the primals, each with its tangent as forward gradient at
+    torch's dual level `dual_level` (NOTE [Dual tensors without make_dual])."""
+def unpack_duals(outputs: list[Tensor], level: int, dual_level: int,
+                 zeros_for_missing: bool) -> tuple[list[Tensor], list[Tensor | None]]:
+    """(primals, tangents) of the outputs, unwrapped from `level`; an output without a
+    forward gradient at the level gets None, or zeros with `zeros_for_missing`."""
 def is_grad_tensor(tensor: Tensor) -> bool: ...
 
 # --- introspection ---------------------------------------------------------------------

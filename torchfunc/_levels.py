@@ -9,6 +9,7 @@ import contextlib
 from typing import Iterator
 
 import torch
+from torch._export.utils import _maybe_find_pre_dispatch_tf_mode_for_export as _pre_dispatch_mode
 
 from ._engine import _C
 
@@ -135,7 +136,7 @@ class jvp_level(_AutodiffLevel):
 
     def _set_modes(self) -> None:
         if _C.stack_kinds().count("jvp") == 1:
-            self._dual_level = _forward_ad.enter_dual_level()
+            self._dual_level = _enter_dual_level()
         self._prev_fwd_grad = torch._C._is_fwd_grad_enabled()
         torch._C._set_fwd_grad_enabled(True)
 
@@ -143,7 +144,31 @@ class jvp_level(_AutodiffLevel):
         if self._prev_fwd_grad is not None:
             torch._C._set_fwd_grad_enabled(self._prev_fwd_grad)
         if self._dual_level is not None:
-            _forward_ad.exit_dual_level(level=self._dual_level)
+            _exit_dual_level(self._dual_level)
+
+
+def _enter_dual_level() -> int:
+    """fwAD.enter_dual_level, with its check and its record of the current level, without
+    its detour through torch._functorch.predispatch; under torch.export's pre-dispatch
+    tracing, which intercepts it, fwAD.enter_dual_level itself."""
+    if _pre_dispatch_mode() is not None:
+        return _forward_ad.enter_dual_level()
+    level = torch._C._enter_dual_level()
+    if level != _forward_ad._current_level + 1:
+        torch._C._exit_dual_level(level=level)
+        raise RuntimeError("Entering a new forward AD level but the current level is not valid. "
+                           "Make sure you did not modify it directly.")
+    _forward_ad._current_level = level
+    return level
+
+
+def _exit_dual_level(level: int) -> None:
+    """fwAD.exit_dual_level(level=level), as _enter_dual_level is fwAD.enter_dual_level."""
+    if _pre_dispatch_mode() is not None or level != _forward_ad._current_level:
+        _forward_ad.exit_dual_level(level=level)  # (which raises for the wrong level)
+        return
+    torch._C._exit_dual_level(level=level)
+    _forward_ad._current_level = level - 1
 
 
 @contextlib.contextmanager

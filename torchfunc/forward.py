@@ -75,26 +75,21 @@ def jvp_with_context(context: str, name: str, func: Callable, primals: Any, tang
         flat_primals, primals_spec = _check_primals_and_tangents(context, primals, tangents)
     flat_tangents = tree_flatten(tangents)[0]
     with jvp_level() as level:
-        duals = [_make_dual(_C.wrap_for_grad(p, level), t) for p, t in zip(flat_primals, flat_tangents)]
+        duals = _make_duals(flat_primals, flat_tangents, level)
         output, aux = _split_aux(_JVP, context, name, func(*tree_unflatten(duals, primals_spec)),
                                  has_aux)
         if has_aux:  # before the outputs, as torch.func
             _check_aux(context, name, aux)
         flat_output, output_spec = tree_flatten(output)
         _check_jvp_outputs(context, name, output, flat_output)
-        primal_outs, tangent_outs = [], []
-        for i, out in enumerate(flat_output):
-            primal, tangent = _unpack_dual(out)
-            if tangent is None:
-                if strict:
-                    where = "the output" if len(flat_output) == 1 else named_leaves(output, "output")[i][0]
-                    raise RuntimeError(with_torch_func_text(
-                        "jvp(f, primals, tangents, strict=True): The output of f is independent "
-                        "of the inputs. This is not allowed with strict=True.",
-                        f"{context}: {where} of {name} does not depend on the primals."))
-                tangent = torch.zeros_like(primal)
-            primal_outs.append(_C.unwrap_for_grad(primal, level))
-            tangent_outs.append(_C.unwrap_for_grad(tangent, level))
+        primal_outs, tangent_outs = _unpack_duals(flat_output, level, zeros_for_missing=not strict)
+        missing = next((i for i, t in enumerate(tangent_outs) if t is None), None) if strict else None
+        if missing is not None:
+            where = "the output" if len(flat_output) == 1 else named_leaves(output, "output")[missing][0]
+            raise RuntimeError(with_torch_func_text(
+                "jvp(f, primals, tangents, strict=True): The output of f is independent "
+                "of the inputs. This is not allowed with strict=True.",
+                f"{context}: {where} of {name} does not depend on the primals."))
         aux = tree_map_tensors(lambda x: _C.unwrap_for_grad(x, level), aux)
     result = (tree_unflatten(primal_outs, output_spec), tree_unflatten(tangent_outs, output_spec))
     return result + (aux,) if has_aux else result
@@ -105,21 +100,32 @@ def _flat_valid_pairs(primals: Any, tangents: Any) -> bool:
             and len(primals) > 0 and all(_valid_pair(p, t) for p, t in zip(primals, tangents)))
 
 
-def _make_dual(primal: torch.Tensor, tangent: torch.Tensor) -> torch.Tensor:
-    """fwAD.make_dual without the checks the transform has made already (dtypes, a dual
-    level entered), which cost more than the op. Under torch.export's pre-dispatch
-    tracing, fwAD.make_dual itself, which that tracing intercepts."""
+def _make_duals(primals: list[torch.Tensor], tangents: list[torch.Tensor], level: int) -> list[torch.Tensor]:
+    """The primals lifted to GradTensors at `level`, each with its tangent as forward
+    gradient at the dual level (NOTE [Dual tensors without make_dual]). The transform has
+    made make_dual's checks already (dtypes, a dual level entered). Under torch.export's
+    pre-dispatch tracing, fwAD.make_dual itself, which that tracing intercepts."""
     if _export_mode():
-        return fwAD.make_dual(primal, tangent)
-    return torch._VF._make_dual(primal, tangent, level=fwAD._current_level)
+        return [fwAD.make_dual(_C.wrap_for_grad(p, level), t) for p, t in zip(primals, tangents)]
+    return _C.make_duals(primals, tangents, level, fwAD._current_level)
 
 
-def _unpack_dual(dual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(primal, tangent) of `dual` at the dual level: fwAD.unpack_dual, as _make_dual is
-    fwAD.make_dual."""
-    if _export_mode():
-        return tuple(fwAD.unpack_dual(dual))
-    return torch._VF._unpack_dual(dual, level=fwAD._current_level)
+def _unpack_duals(outputs: list[torch.Tensor], level: int,
+                  zeros_for_missing: bool) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """(primals, tangents) of the function's outputs, unwrapped from `level`: an output
+    that does not depend on the primals gets None as tangent, or zeros like it with
+    `zeros_for_missing`. Under torch.export's pre-dispatch tracing, with fwAD.unpack_dual,
+    as _make_duals uses fwAD.make_dual."""
+    if not _export_mode():
+        return _C.unpack_duals(outputs, level, fwAD._current_level, zeros_for_missing)
+    primals, tangents = [], []
+    for out in outputs:
+        primal, tangent = fwAD.unpack_dual(out)
+        if tangent is None and zeros_for_missing:
+            tangent = torch.zeros_like(primal)
+        primals.append(_C.unwrap_for_grad(primal, level))
+        tangents.append(None if tangent is None else _C.unwrap_for_grad(tangent, level))
+    return primals, tangents
 
 
 def _export_mode() -> bool:

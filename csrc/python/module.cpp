@@ -2,6 +2,7 @@
 // Functions are thin: each forwards to the engine (see torchfunc/_C.pyi).
 #include <torch/extension.h>
 
+#include "../autodiff/duals.h"
 #include "../autodiff/grad_tensor.h"
 #include "../dispatch.h"
 #include "../front_decompositions.h"
@@ -209,6 +210,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("batched_at", [](const at::Tensor& t, int64_t level) { return batched_at(t, level); });
   m.def("wrap_for_grad", [](const at::Tensor& t, int64_t level) { return wrap_for_grad(t, level); });
   m.def("unwrap_for_grad", &unwrap_for_grad);
+  m.def("make_duals", &make_duals);
+  m.def("unpack_duals", &unpack_duals);
   m.def("is_grad_tensor", [](const at::Tensor& t) { return maybe_grad_tensor(t) != nullptr; });
   m.def("tensor_level", &tensor_level);
   m.def("unwrap_one", &unwrap_one);
