@@ -137,6 +137,20 @@ def test_jvp_in_place_on_the_primal_inside_the_function():
     assert_same((ours_x, ours_t), (theirs_x, theirs_t))
 
 
+@pytest.mark.parametrize("numel,dtype", [(7, torch.float32), (65536, torch.float32), (32769, torch.float64),
+                                         (65537, torch.float32), (0, torch.float32)])
+def test_jvp_with_captured_operands_of_any_size(numel, dtype):
+    # The captured operands have no tangent: autograd's formulas use zero tensors for
+    # theirs, plain zeros below 256 KiB (NOTE [Small zero tangents are plain zeros]),
+    # torch's efficient zero tensors above.
+    bias, scale = torch.randn(numel, dtype=dtype), torch.randn(numel, dtype=dtype)
+    w = torch.randn(3, numel, dtype=dtype)
+    f = lambda v: ((v * 2 + bias) * scale - bias / 3, w @ v, torch.addmv(w.sum(1), w, v))
+    x, t = torch.randn(numel, dtype=dtype), torch.randn(numel, dtype=dtype)
+    assert_same(jvp(f, (x,), (t,)), torch.func.jvp(f, (x,), (t,)))
+    assert_same(jvp(f, (x,), (t,))[1][0], t * 2 * scale)
+
+
 def test_jvp_independent_output_tangent_is_zeros():
     out, tangent = jvp(lambda a, b: (a * 2, b.detach() + 1), (A(3), A(2)), (A(3), A(2)))
     assert_same(tangent[1], torch.zeros(2))
