@@ -20,7 +20,7 @@ from torch.utils._pytree import (
     tree_flatten_with_path,
     tree_leaves,
     tree_map,
-    tree_unflatten,
+    tree_unflatten as _torch_tree_unflatten,
     treespec_pprint,
 )
 
@@ -121,6 +121,18 @@ def tree_flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> tup
         if type(tree) is tuple and all(_leaf_tensor(x) for x in tree):
             return list(tree), flat_tuple_spec(len(tree))
     return _torch_tree_flatten(tree, is_leaf=is_leaf)
+
+
+def tree_unflatten(leaves: list[Any], spec: TreeSpec) -> Any:
+    """torch's tree_unflatten; the structures tree_flatten builds once (a leaf, a tuple of
+    leaves) are rebuilt here, which took torch as long as a cheap op."""
+    if not isinstance(leaves, (list, tuple)):
+        leaves = list(leaves)
+    if spec is _LEAF_SPEC and len(leaves) == 1:
+        return leaves[0]
+    if _FLAT_TUPLE_SPECS.get(len(leaves)) is spec:
+        return tuple(leaves)
+    return _torch_tree_unflatten(leaves, spec)
 
 
 def plain_leaves(tree: Any) -> list[Any]:
