@@ -179,6 +179,12 @@ const c10::OperatorHandle* plain_zeros_for(const c10::OperatorHandle& op, const 
   return numel * c10::elementSize(scalar_type) <= kSmallZerosBytes ? &zeros : nullptr;
 }
 
+void lower_and_send(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto* plain_zeros = plain_zeros_for(op, *stack);
+  LowerGuard lower;
+  lower.lowered().send_to_next(plain_zeros != nullptr ? *plain_zeros : op, stack);
+}
+
 void back_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   auto& top = top_interpreter();
   if (is_meta_replay(op, *stack, top.saved_tls)) {
@@ -186,10 +192,8 @@ void back_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     op.callBoxed(stack);
     return;
   }
-  const auto* plain_zeros = plain_zeros_for(op, *stack);
   c10::impl::ForceDispatchKeyGuard restore(top.saved_tls);
-  LowerGuard lower;
-  lower.lowered().send_to_next(plain_zeros != nullptr ? *plain_zeros : op, stack);
+  lower_and_send(op, stack);
 }
 
 // Reached only when no transform processes the op: a GradTensor outlived its level
@@ -207,6 +211,10 @@ void dead_grad_tensor_fallback(const c10::OperatorHandle& op, torch::jit::Stack*
 }
 
 } // namespace
+
+void send_below_top(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  lower_and_send(op, stack);
+}
 
 void register_fallbacks(torch::Library& front, torch::Library& back, torch::Library& grad) {
   front.fallback(torch::CppFunction::makeFromBoxedFunction<&front_fallback>());

@@ -5,6 +5,7 @@
 // results.
 #include "grad_tensor.h"
 
+#include "../dispatch.h"
 #include "../errors.h"
 #include "../interpreter.h"
 #include "../stack.h"
@@ -28,7 +29,11 @@ bool is_lifted_at(const at::Tensor& t, int64_t level) {
 // GradTensor. An in-place op on it (captured.add_(x)) would change the caller's
 // tensor behind this level's autograd graph, so it is refused. Buffers an op
 // updates on the side (batch norm's running stats) are not refused: like
-// torch.func, the update reaches the caller's tensor.
+// torch.func, the update reaches the caller's tensor. The same holds while a level's
+// last backward runs (NOTE [A grad level's last backward records nothing at its level]):
+// the results of its ops are still lifted, so a backward formula's own buffer (index's
+// backward: zeros, then index_put_) may be written, and a user's hook writing into a
+// captured tensor is refused as torch.func refuses it.
 void check_no_mutation_of_captured(const c10::OperatorHandle& op, const torch::jit::Stack& stack,
                                    int64_t level, Kind self_kind) {
   const auto& schema = op.schema();
@@ -49,8 +54,6 @@ void check_no_mutation_of_captured(const c10::OperatorHandle& op, const torch::j
 
 void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   static const auto exclude = keys_to_exclude(c10::autograd_dispatch_keyset_with_ADInplaceOrView);
-  // NOTE [A grad level's last backward records nothing at its level] (interpreter.h)
-  static const auto exclude_unrecorded = keys_to_exclude(c10::DispatchKeySet(c10::DispatchKey::ADInplaceOrView));
   const auto level = self.level();
   const auto n = op.schema().arguments().size();
   // torch.tensor(...) inside the function: lift_fresh's input is a new tensor, not
@@ -65,6 +68,13 @@ void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, to
     return;
   }
   check_no_mutation_of_captured(op, *stack, level, self.kind());
+  if (!self.records_ops) {
+    // NOTE [A grad level's last backward records nothing at its level] (interpreter.h):
+    // no autograd kernel runs here, so the op goes straight to the level below, as the
+    // back key would send it once the excluded keys had been passed.
+    send_below_top(op, stack);
+    return;
+  }
   // A composite op only passes its arguments on to the ops it is made of, which
   // lift them in turn; some read integer arguments' data (tensor_split's indices),
   // which a GradTensor has none of. Those stay as they are.
@@ -78,7 +88,7 @@ void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, to
       return needs_lift(t) ? wrap_for_grad(t, level, /*is_immutable=*/true) : t;
     });
   }
-  c10::impl::ExcludeDispatchKeyGuard guard(self.records_ops ? exclude : exclude_unrecorded);
+  c10::impl::ExcludeDispatchKeyGuard guard(exclude);
   op.callBoxed(stack);
 }
 
