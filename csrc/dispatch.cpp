@@ -179,12 +179,6 @@ const c10::OperatorHandle* plain_zeros_for(const c10::OperatorHandle& op, const 
   return numel * c10::elementSize(scalar_type) <= kSmallZerosBytes ? &zeros : nullptr;
 }
 
-void lower_and_send(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
-  const auto* plain_zeros = plain_zeros_for(op, *stack);
-  LowerGuard lower;
-  lower.lowered().send_to_next(plain_zeros != nullptr ? *plain_zeros : op, stack);
-}
-
 void back_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   auto& top = top_interpreter();
   if (is_meta_replay(op, *stack, top.saved_tls)) {
@@ -193,7 +187,7 @@ void back_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     return;
   }
   c10::impl::ForceDispatchKeyGuard restore(top.saved_tls);
-  lower_and_send(op, stack);
+  send_below_top(op, stack);
 }
 
 // Reached only when no transform processes the op: a GradTensor outlived its level
@@ -213,7 +207,9 @@ void dead_grad_tensor_fallback(const c10::OperatorHandle& op, torch::jit::Stack*
 } // namespace
 
 void send_below_top(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
-  lower_and_send(op, stack);
+  const auto* plain_zeros = plain_zeros_for(op, *stack);
+  LowerGuard lower;
+  lower.lowered().send_to_next(plain_zeros != nullptr ? *plain_zeros : op, stack);
 }
 
 void register_fallbacks(torch::Library& front, torch::Library& back, torch::Library& grad) {
