@@ -228,6 +228,60 @@ def test_original_restored_after_a_later_key_fails():
     assert module.weight is weight
 
 
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_submodule_registered_twice_gets_its_original_back(tie_weights):
+    # torch.func restores such a slot from the last of its names, and leaves the module
+    # holding the given tensor (a plain tensor where its Parameter was).
+    shared = nn.Linear(3, 3)
+    module, weight, x = nn.Sequential(shared, nn.Tanh(), shared), shared.weight, R(2, 3)
+    given = R(3, 3)
+    out = functional_call(module, {"0.weight": given}, (x,), tie_weights=tie_weights)
+    assert shared.weight is weight and isinstance(shared.weight, nn.Parameter)
+    expected = F.linear(torch.tanh(F.linear(x, given, shared.bias)), given, shared.bias)
+    assert_same(out, expected)
+
+
+class OverridesNamedParameters(nn.Module):
+    """Lists only `lin`'s weight: functional_call must go by what named_parameters says."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.other = nn.Linear(3, 3)
+        self.other.weight = self.lin.weight
+
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        yield "lin.weight", self.lin.weight
+
+    def forward(self, x):
+        return self.other(self.lin(x))
+
+
+def test_a_class_overriding_the_walks_is_read_through_them():
+    ours, theirs = OverridesNamedParameters(), OverridesNamedParameters()
+    theirs.load_state_dict(ours.state_dict())
+    theirs.other.weight = theirs.lin.weight
+    given, x = R(3, 3), R(2, 3)
+    assert_same(functional_call(ours, {"lin.weight": given}, (x,)),
+                torch.func.functional_call(theirs, {"lin.weight": given}, (x,)))
+    with pytest.raises(RuntimeError, match="Missing key"):  # named_parameters lists it
+        functional_call(ours, {}, (x,), strict=True)
+
+
+def test_one_walk_names_tensors_as_the_generators_do():
+    shared = nn.Linear(2, 2)
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), shared,
+                        nn.ModuleDict({"a": shared, "b": nn.Linear(2, 2, bias=False)}),
+                        nn.ModuleList([nn.Sequential(nn.LayerNorm(2))]))
+    net.register_buffer("extra", torch.ones(1), persistent=False)
+    net[0].register_parameter("nothing", None)
+    expected = list(net.named_parameters(remove_duplicate=False)) + list(
+        net.named_buffers(remove_duplicate=False))
+    walked = torchfunc.modules._Tree(net)
+    assert [(k, id(v)) for k, v in walked.tensors.items()] == [(k, id(v)) for k, v in expected]
+    assert walked.modules == dict(net.named_modules(remove_duplicate=False))
+
+
 def test_new_attribute_set_during_the_call_and_removed_after():
     seen = []
     class Peeks(nn.Linear):

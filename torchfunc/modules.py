@@ -119,18 +119,80 @@ def _refuse_unsupported_module(module: nn.Module) -> None:
         raise RuntimeError("The stateless API can't be used with nn.DataParallel module")
 
 
+# NOTE [functional_call walks the module tree once]
+# Every call needs each tensor's names (to keep tied names tied, for strict) and the
+# submodule each dotted key lives in. _Tree gets both from one walk over `_modules`,
+# `_parameters` and `_buffers`, which gives the names named_modules / named_parameters
+# / named_buffers (remove_duplicate=False) give, several times faster than their
+# generators; a tree with a module whose class overrides one of those methods is read
+# through them instead. Nothing is cached between calls: a module may change its
+# parameters or submodules at any time.
+
+_WALKS = ("named_modules", "named_parameters", "named_buffers", "_named_members")
+_walks_as_module: dict[type, bool] = {}  # class -> it inherits nn.Module's _WALKS
+
+
+def _inherits_walks(cls: type) -> bool:
+    inherits = _walks_as_module.get(cls)
+    if inherits is None:
+        inherits = all(getattr(cls, name) is getattr(nn.Module, name) for name in _WALKS)
+        _walks_as_module[cls] = inherits
+    return inherits
+
+
+class _OverriddenWalk(Exception):
+    pass
+
+
+class _Tree:
+    """A module's submodules by dotted path (None where a class overrides the walks:
+    they are then found by getattr) and its parameters then buffers under every name
+    they are registered as."""
+
+    def __init__(self, root: nn.Module) -> None:
+        self.modules: dict[str, nn.Module] | None = {"": root}
+        params: dict[str, Tensor] = {}
+        buffers: dict[str, Tensor] = {}
+        try:
+            self._visit("", root, params, buffers)
+        except _OverriddenWalk:
+            self.modules = None
+            params = dict(root.named_parameters(remove_duplicate=False))
+            buffers = dict(root.named_buffers(remove_duplicate=False))
+        params.update(buffers)
+        self.tensors = params
+
+    def _visit(self, prefix: str, module: nn.Module, params: dict[str, Tensor],
+               buffers: dict[str, Tensor]) -> None:
+        if not _inherits_walks(type(module)):
+            raise _OverriddenWalk
+        for name, tensor in module._parameters.items():
+            if tensor is not None:
+                params[prefix + name] = tensor
+        for name, tensor in module._buffers.items():
+            if tensor is not None:
+                buffers[prefix + name] = tensor
+        for name, child in module._modules.items():
+            if child is not None:
+                path = prefix + name
+                self.modules[path] = child  # type: ignore[index]
+                self._visit(path + ".", child, params, buffers)
+
+
 def _named_tensors(module: nn.Module) -> dict[str, Tensor]:
     """Every parameter and buffer under every name it is registered as."""
-    named = dict(module.named_parameters(remove_duplicate=False))
-    named.update(module.named_buffers(remove_duplicate=False))
-    return named
+    return _Tree(module).tensors
 
 
-def _untie(module: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """`tensors` plus, for each given name of a tied tensor, every other name it is tied
-    to (with the same value). Raises if tied names were given different tensors."""
+def _untie(module: nn.Module, named: dict[str, Tensor],
+           tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`tensors` plus, for each given name of a tied tensor (one of `named`, the module's
+    tensors by name), every other name it is tied to (with the same value). Raises if
+    tied names were given different tensors."""
+    if len({id(tensor) for tensor in named.values()}) == len(named):
+        return tensors  # nothing is tied
     names_of: dict[int, list[str]] = {}
-    for name, tensor in _named_tensors(module).items():
+    for name, tensor in named.items():
         names_of.setdefault(id(tensor), []).append(name)
     untied = dict(tensors)
     for tied in names_of.values():
@@ -150,8 +212,8 @@ def _untie(module: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return untied
 
 
-def _check_strict(module: nn.Module, keys: Any) -> None:
-    valid = set(_named_tensors(module))
+def _check_strict(module: nn.Module, named: dict[str, Tensor], keys: Any) -> None:
+    valid = set(named)
     keys = set(keys)
     missing, unexpected = sorted(valid - keys), sorted(keys - valid)
     messages = []
@@ -173,11 +235,13 @@ _MISSING: Any = object()  # the value of an attribute that does not exist
 
 
 class _Slots:
-    """Reads and swaps the tensor slots of a module by dotted name."""
+    """Reads and swaps the tensor slots of a module by dotted name. A slot is a
+    submodule's attribute; two keys name the same slot when a submodule is registered
+    under two paths."""
 
-    def __init__(self, root: nn.Module) -> None:
+    def __init__(self, root: nn.Module, modules: dict[str, nn.Module] | None = None) -> None:
         self.root = root
-        self.submodules: dict[str, nn.Module] = {"": root}
+        self.submodules: dict[str, nn.Module] = modules if modules is not None else {"": root}
 
     def submodule(self, key: str, path: str) -> nn.Module:
         """The submodule at dotted `path` (the part of `key` before its last dot)."""
@@ -200,17 +264,19 @@ class _Slots:
         self.submodules[path] = found
         return found
 
-    def swap(self, key: str, value: Any) -> Any:
-        """Put `value` in the slot `key` (`_MISSING` deletes it); returns what was there
-        (`_MISSING` if the slot did not exist)."""
-        if value is not _MISSING and value is not None and not isinstance(value, Tensor):
-            raise TypeError(f"{value} is not an instance of torch.Tensor; functional_call: "
-                            f"the value for key {key!r} is {_kind(value)}")
+    def slot(self, key: str) -> tuple[nn.Module, str]:
         path, _, attr = key.rpartition(".")
         if attr == "":
             raise KeyError(f'tensor name can\'t be empty string ""; functional_call: key '
                            f'{key!r} names no tensor')
-        module = self.submodule(key, path)
+        return self.submodule(key, path), attr
+
+    def swap(self, key: str, module: nn.Module, attr: str, value: Any) -> Any:
+        """Put `value` in the slot `key` (`attr` of `module`; `_MISSING` deletes it);
+        returns what was there (`_MISSING` if the slot did not exist)."""
+        if value is not _MISSING and value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"{value} is not an instance of torch.Tensor; functional_call: "
+                            f"the value for key {key!r} is {_kind(value)}")
         for slots in (module._parameters, module._buffers):
             if attr in slots:
                 original = slots[attr]
@@ -231,43 +297,54 @@ class _Slots:
             delattr(module, attr)
         return original
 
-    def swap_all(self, tensors: dict[str, Any]) -> dict[str, Any]:
-        """Swap every slot; on an error, put back the ones already swapped."""
-        originals: dict[str, Any] = {}
-        try:
-            for key, value in tensors.items():
-                originals[key] = self.swap(key, value)
-        except Exception:
-            for key, original in originals.items():
-                self.swap(key, original)
-            raise
-        return originals
-
 
 class _Reparametrized:
     """Context manager: the module's slots hold the given tensors inside; the originals
     are put back on exit. Entering yields the keys that named no existing slot (they are
-    set as new attributes for the call and deleted afterwards, as torch.func does)."""
+    set as new attributes for the call and deleted afterwards, as torch.func does).
+
+    A slot named by several keys keeps the original it had before the first: torch.func
+    restores such a slot from the last key, so a submodule registered twice is left
+    holding the given tensor."""
 
     def __init__(self, module: nn.Module, tensors: dict[str, Tensor], *, tie_weights: bool,
                  strict: bool) -> None:
         self.tensors = tensors
-        self.untied = _untie(module, tensors) if tie_weights else tensors
+        tree = _Tree(module) if tie_weights or strict else None
+        self.untied = _untie(module, tree.tensors, tensors) if tie_weights else tensors
         if strict:
-            _check_strict(module, self.untied)
-        self.slots = _Slots(module)
-        self.originals: dict[str, Any] = {}
+            _check_strict(module, tree.tensors, self.untied)
+        self.slots = _Slots(module, tree.modules if tree is not None else None)
+        self.slot_of: dict[str, tuple[int, str]] = {}  # key -> (id of its submodule, attr)
+        # slot -> (the first key naming it, its submodule, attr, the original)
+        self.originals: dict[tuple[int, str], tuple[str, nn.Module, str, Any]] = {}
 
     def __enter__(self) -> list[str]:
-        self.originals = self.slots.swap_all(self.untied)
-        return [key for key, original in self.originals.items() if original is _MISSING]
+        new_keys = []
+        try:
+            for key, value in self.untied.items():
+                module, attr = self.slots.slot(key)
+                slot = self.slot_of[key] = (id(module), attr)
+                original = self.slots.swap(key, module, attr, value)
+                if slot not in self.originals:
+                    self.originals[slot] = (key, module, attr, original)
+                    if original is _MISSING:
+                        new_keys.append(key)
+        except Exception:
+            self._restore()
+            raise
+        return new_keys
+
+    def _restore(self) -> dict[tuple[int, str], Any]:
+        return {slot: self.slots.swap(key, module, attr, original)
+                for slot, (key, module, attr, original) in self.originals.items()}
 
     def __exit__(self, *exc_info: Any) -> None:
-        current = {key: self.slots.swap(key, original)
-                   for key, original in self.originals.items()}
+        current = self._restore()
         # A module may reassign a parameter or buffer (self.foo = self.foo + 1): like
         # torch.func, hand the new value back through the caller's dict.
-        self.tensors.update({key: current[key] for key in self.tensors if key in current})
+        self.tensors.update({key: current[slot] for key in self.tensors
+                             if (slot := self.slot_of.get(key)) in current})
 
 
 def _did_you_mean(key: str, module: nn.Module) -> str:
