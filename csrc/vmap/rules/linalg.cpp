@@ -2,6 +2,7 @@
 // values (matmul broadcasts the batch dim); linalg ops that already accept
 // leading batch dims ("batch-native") only need the batch dim at the front.
 #include "../axis.h"
+#include "../outer_product.h"
 #include "../rule.h"
 
 #include <ATen/ATen.h>
@@ -38,7 +39,8 @@ at::Tensor scaled_sum(const Call& call, const at::Tensor& product, int64_t rank)
 // operand's free dim: A @ v_b for every b is V @ A^T (V the [B, k] rows), and A @ M_b is
 // A @ [M_1 ... M_B] (the batch moved into the columns), one mm each. Products whose
 // inner dim is 1 (the per-example weight gradients of a linear layer, grad^T @ x) are
-// outer products: a broadcast multiply, not a bmm of B rank-1 products.
+// outer products: a broadcast multiply (streamed when large, NOTE [Large outer products
+// stream their result]), not a bmm of B rank-1 products.
 // a @ M_b for every b as one mm over the columns [M_1 ... M_B] (a [r, k], mb [B, k, n]),
 // plus column_bias ([B*n], the bias of column (b, j)) when it is defined: one addmm.
 at::Tensor columns_product(const at::Tensor& a, const at::Tensor& mb, const at::Tensor& column_bias) {
@@ -52,11 +54,23 @@ at::Tensor columns_product(const at::Tensor& a, const at::Tensor& mb, const at::
   return product.view({a.size(0), B, n}).permute({1, 0, 2}).contiguous();
 }
 
+// mm's and addmm's own error, raised before a rule's physical products: the outer
+// product below would broadcast [r, 1] @ [k, c] with k > 1 into numbers, and a bmm
+// words the mismatch in batched shapes.
+void check_multipliable(const Call& call, const char* left, const char* right) {
+  const auto& l = call.arg(left).toTensor();
+  const auto& r = call.arg(right).toTensor();
+  if (l.dim() != 2 || r.dim() != 2) return;  // the kernels raise for other ranks
+  TORCH_CHECK(l.size(-1) == r.size(-2), "mat1 and mat2 shapes cannot be multiplied (", l.size(-2), "x", l.size(-1),
+              " and ", r.size(-2), "x", r.size(-1), ")");
+}
+
 at::Tensor matrix_product(const Call& call, const char* left, const char* right) {
+  const auto& left_logical = call.arg(left).toTensor();
   auto [a, a_bdim] = call.tensor(left);
   auto [m, m_bdim] = call.tensor(right);
-  if (a_bdim && m_bdim && call.arg(left).toTensor().size(-1) == 1 && a.is_floating_point()) {
-    return axis::bdim_to_front(a, a_bdim) * axis::bdim_to_front(m, m_bdim);  // [B, r, 1] * [B, 1, c]
+  if (a_bdim && m_bdim && left_logical.size(-1) == 1 && a.is_floating_point()) {
+    return outer_product(axis::bdim_to_front(a, a_bdim), axis::bdim_to_front(m, m_bdim));  // [B, r, 1] [B, 1, c]
   }
   if (a_bdim || !m_bdim) return at::matmul(axis::bdim_to_front(a, a_bdim), axis::bdim_to_front(m, m_bdim));
   return columns_product(a, axis::bdim_to_front(m, m_bdim), at::Tensor());
@@ -69,7 +83,10 @@ at::Tensor matrix_vector_product(const Call& call, const char* matrix, const cha
   return at::matmul(axis::bdim_to_front(a, a_bdim), axis::bdim_to_front(v, v_bdim).unsqueeze(-1)).squeeze(-1);
 }
 
-Outs mm_rule(Call& call) { return {{matrix_product(call, "self", "mat2"), 0}}; }
+Outs mm_rule(Call& call) {
+  check_multipliable(call, "self", "mat2");
+  return {{matrix_product(call, "self", "mat2"), 0}};
+}
 Outs bmm_rule(Call& call) { return {{at::matmul(front(call, "self"), front(call, "mat2")), 0}}; }
 Outs mv_rule(Call& call) { return {{matrix_vector_product(call, "self", "vec"), 0}}; }
 Outs dot_rule(Call& call) {
@@ -114,6 +131,7 @@ std::optional<at::Tensor> fused_addmm(const Call& call) {
 }
 
 Outs addmm_rule(Call& call) {
+  check_multipliable(call, "mat1", "mat2");
   if (auto fused = fused_addmm(call)) return {{*fused, 0}};
   return {{scaled_sum(call, matrix_product(call, "mat1", "mat2"), 2), 0}};
 }
