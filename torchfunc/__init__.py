@@ -7,7 +7,7 @@ stack_module_state, ...): a drop-in for torch.func 2.13 running on its own C++ e
 """
 from ._engine import _C
 from . import autograd_function as _autograd_function, custom_ops as _custom_ops, debug as _debug
-from . import legacy_vmap as _legacy_vmap, tensor_methods as _tensor_methods
+from . import tensor_methods as _tensor_methods, vmap_internals_guard as _vmap_internals_guard
 from .autodiff import grad, grad_and_value, vjp
 from .debug import debug_unwrap
 from .einops import rearrange
@@ -23,7 +23,7 @@ _autograd_function.install()  # NOTE [autograd.Function through the levels]
 _debug.install()  # NOTE [Printing wrapped tensors]
 _custom_ops.install()  # NOTE [register_vmap rules on our batched key]
 _tensor_methods.install()  # NOTE [Tensor methods that read type ids or storage]
-_legacy_vmap.install()  # NOTE [Legacy vmap and our subclass marker]
+_vmap_internals_guard.install()  # NOTE [Legacy vmap and our subclass marker]
 
 
 def set_fallback_warning(enabled: bool) -> None:
