@@ -1,6 +1,6 @@
 #include "axis.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace torchfunc::axis {
 

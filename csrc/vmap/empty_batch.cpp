@@ -15,7 +15,8 @@
 #include "../stack.h"
 #include "batched_tensor.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 namespace torchfunc {
 namespace {

@@ -22,7 +22,7 @@
 #include "../stack.h"
 #include "batched_tensor.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <algorithm>
 #include <optional>

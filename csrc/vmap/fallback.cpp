@@ -17,7 +17,8 @@
 #include "plumbing.h"
 #include "rule.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/stack.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <algorithm>

@@ -9,7 +9,8 @@
 #include "plumbing.h"
 #include "rule.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/_neg_view.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <atomic>

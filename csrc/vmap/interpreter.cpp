@@ -34,7 +34,9 @@
 #include "rule.h"
 #include "../stack.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/stack.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
 namespace torchfunc {

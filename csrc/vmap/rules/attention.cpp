@@ -17,7 +17,7 @@
 #include "../../interpreter.h"
 #include "../../stack.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <string_view>
 

@@ -26,7 +26,11 @@
 #include "../axis.h"
 #include "../rule.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/zeros.h>
 
 #include <cmath>
 #include <string_view>

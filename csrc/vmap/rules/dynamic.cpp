@@ -8,7 +8,12 @@
 #include "../axis.h"
 #include "../rule.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/tensor_split.h>
+#include <ATen/ops/where.h>
 
 namespace torchfunc {
 namespace {

@@ -3,7 +3,13 @@
 #include "../axis.h"
 #include "../rule.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/where.h>
 
 namespace torchfunc {
 namespace {

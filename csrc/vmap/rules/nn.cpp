@@ -13,7 +13,12 @@
 #include "../axis.h"
 #include "../rule.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/core/Reduction.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/embedding_renorm.h>
+#include <ATen/ops/zeros.h>
 
 namespace torchfunc {
 namespace {

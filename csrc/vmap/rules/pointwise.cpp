@@ -7,8 +7,12 @@
 #include "../rule.h"
 #include "../../op_traits.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ExpandUtils.h>
 #include <ATen/native/TypeProperties.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_strided.h>
+#include <ATen/ops/where.h>
 
 namespace torchfunc {
 namespace {

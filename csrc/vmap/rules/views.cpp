@@ -6,7 +6,10 @@
 #include "../batched_tensor.h"
 #include "../rule.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/diag_embed.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/util/accumulate.h>
 
 namespace torchfunc {
