@@ -85,10 +85,11 @@ class Interpreter {
   // immutable]). Grad mode is untouched, so the levels below record as before.
   // Measured (benchmarks/, interleaved A/B in one process): 7-9% off per-sample
   // gradients of an MLP and off hessian; leaving the results unlifted saved 1-3% more
-  // but let a hook write into a captured tensor unrefused. hessian's second backward
-  // (the last at its level) is run this way too; its first, which the second
-  // differentiates, records, as vjp's and jacrev's do (vjp_fn may be called again). A worker thread's copy of the
-  // stack (CUDA backward) keeps recording, which is correct, only slower.
+  // but let a hook write into a captured tensor unrefused. hessian's first backward,
+  // which its second differentiates, records, as vjp's and jacrev's do (vjp_fn may be
+  // called again); its second runs after the level is popped (NOTE [hessian at one grad
+  // level], jacobians.py). A worker thread's copy of the stack (CUDA backward) keeps
+  // recording, which is correct, only slower.
   bool records_ops = true;
 
   void process(const c10::OperatorHandle& op, torch::jit::Stack* stack);

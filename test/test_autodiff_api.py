@@ -566,3 +566,53 @@ def test_last_backward_still_refuses_writes_into_a_captured_tensor():
             transform(f)(torch.randn(4))
     assert _C.stack_depth() == 0
     assert captured.eq(0).all()
+
+
+def test_hessian_second_backward_runs_after_the_level_and_outer_levels_record_it():
+    # NOTE [hessian at one grad level]: the second backward runs once the level is popped,
+    # through the graph its (now dead) GradTensors recorded. Outer levels, and torch's
+    # autograd outside every transform, record it: third derivatives match torch.func's.
+    a = torch.randn(4, 4, dtype=torch.float64)
+
+    def f(x):
+        return (x.sin() * x.cos()).sum() + x @ a @ x + (x ** 3).sum()
+
+    x = torch.randn(4, dtype=torch.float64)
+    xs = torch.randn(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(hessian(f)(x), torch.func.hessian(f)(x))
+    torch.testing.assert_close(grad(lambda t: hessian(f)(t).sin().sum())(x),
+                               torch.func.grad(lambda t: torch.func.hessian(f)(t).sin().sum())(x))
+    torch.testing.assert_close(jacrev(hessian(f))(x), torch.func.jacrev(torch.func.hessian(f))(x))
+    torch.testing.assert_close(vmap(hessian(f))(xs), torch.func.vmap(torch.func.hessian(f))(xs))
+    torch.testing.assert_close(hessian(f, chunk_size=3)(x), torch.func.hessian(f)(x))
+    xr = x.clone().requires_grad_()
+    ours = hessian(f)(xr)
+    assert ours.requires_grad and type(ours) is torch.Tensor
+    (through,) = torch.autograd.grad(ours.sin().sum(), xr)
+    xr2 = x.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(torch.func.hessian(f)(xr2).sin().sum(), xr2)
+    torch.testing.assert_close(through, expected)
+    with torch.no_grad():
+        assert not hessian(f)(xr).requires_grad
+    with torch.inference_mode():
+        ours = hessian(f)(x)
+        assert not ours.is_inference() and not torch.func.hessian(f)(x).is_inference()
+    torch.testing.assert_close(ours, torch.func.hessian(f)(x))
+    assert _C.stack_depth() == 0
+
+
+def test_hessian_refuses_a_hook_writing_into_a_captured_tensor():
+    # The hook fires first in the backward the level records, where the write is refused
+    # with torch.func's error (the same hook under torch.func.hessian is refused too).
+    captured = torch.zeros(4)
+
+    def f(x):
+        y = x.exp() * captured
+        y.register_hook(lambda g: (captured.add_(g), g)[1])
+        return y.sum()
+
+    for transform in (hessian, torch.func.hessian):
+        with pytest.raises(RuntimeError, match="mutate a captured Tensor"):
+            transform(f)(torch.randn(4))
+    assert _C.stack_depth() == 0
+    assert captured.eq(0).all()

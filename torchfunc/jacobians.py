@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ._levels import grad_level, refuse_torch_func_mixing
+from ._levels import grad_level, outside_inference_mode, refuse_torch_func_mixing
 from ._pytree import (
     RandomnessError,
     TreeSpec,
@@ -265,6 +265,12 @@ def hessian(func: Callable, argnums: int | tuple[int, ...] = 0, *, has_aux: bool
 # elements. Rows are indexed as jacfwd(jacrev(f)) indexes them (H[i][j] = d grad_i / d x_j)
 # and the checks raise torch.func's errors first. Beyond it, as autograd's hessian: f runs
 # outside vmap, so random ops draw once, and f needs no forward-mode formulas.
+# The second backward runs once the level is popped, as vjp_fn does: through the graph
+# the level recorded, on its dead GradTensors, so every op of it passes one vmap level
+# only (kept pushed, the level would send each op on and lift its results: measured,
+# benchmarks/bench.py --only hessian,hessian_mlp, 6-7% of a hessian). Nothing the level
+# would check is lost: a hook or custom backward that writes into a captured tensor runs
+# in the first backward too, at the live level, and is refused there.
 
 def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has_aux: bool,
                        chunk_size: int | None) -> tuple:
@@ -289,23 +295,36 @@ def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has
         _error_if_complex("jacrev", flat_output, "outputs")
         flat_diff = plain_leaves(diff)
         first = _jacobian_rows(flat_output, flat_diff, chunk_size, create_graph=True)
-        out_numels = [o.numel() for o in flat_output]
-        blocks: list[list[list[torch.Tensor]]] = [[[] for _ in flat_diff] for _ in flat_output]
-        # One backward per primal's first derivative, as autograd's hessian differentiates
-        # one gradient at a time: a zero cotangent for another gradient would multiply
-        # its infinite partials (masked -inf) into NaNs.
-        for i, first_i in enumerate(first):
-            # The level's graph is not differentiated again: the second backward records
-            # only below it (NOTE [A grad level's last backward records nothing at its level]).
-            for k, rows in enumerate(_jacobian_rows([first_i], flat_diff, chunk_size, create_graph=record,
-                                                    unrecorded_level=level)):
-                # rows: d first_i[m, a] / d primal_k, for every output element m and a.
-                rows = _unwrap(rows, level).reshape(sum(out_numels), flat_diff[i].numel(),
-                                                    flat_diff[k].numel())
-                for o, block in enumerate(_split(rows, out_numels)):
-                    blocks[o][i].append(block)
         output_shapes = [out.shape for out in flat_output]
-        return blocks, flat_primals, primals_spec, output_shapes, output_spec, _unwrap(aux, level)
+        out_numels = [o.numel() for o in flat_output]
+        aux = _unwrap(aux, level)
+    # The level is popped: the second backward runs through its graph on its dead
+    # GradTensors, as vjp_fn does (NOTE [hessian at one grad level]).
+    if torch.is_inference_mode_enabled():
+        with outside_inference_mode():
+            blocks = _second_backward(first, flat_diff, out_numels, chunk_size, record, level)
+    else:
+        blocks = _second_backward(first, flat_diff, out_numels, chunk_size, record, level)
+    return blocks, flat_primals, primals_spec, output_shapes, output_spec, aux
+
+
+def _second_backward(first: list[torch.Tensor], flat_diff: list[torch.Tensor], out_numels: list[int],
+                     chunk_size: int | None, create_graph: bool, level: int) -> list[list[list[torch.Tensor]]]:
+    """second_derivatives' blocks from the first derivatives `first` (one per primal,
+    rows over the outputs' elements), recorded at the popped grad level `level`."""
+    blocks: list[list[list[torch.Tensor]]] = [[[] for _ in flat_diff] for _ in out_numels]
+    # One backward per primal's first derivative, as autograd's hessian differentiates
+    # one gradient at a time: a zero cotangent for another gradient would multiply
+    # its infinite partials (masked -inf) into NaNs.
+    for i, first_i in enumerate(first):
+        for k, rows in enumerate(_jacobian_rows([first_i], flat_diff, chunk_size, create_graph)):
+            # rows: d first_i[m, a] / d primal_k, for every output element m and a.
+            # (A formula may return a saved tensor as it is: a dead GradTensor of the level.)
+            rows = _unwrap(rows, level).reshape(sum(out_numels), flat_diff[i].numel(),
+                                                flat_diff[k].numel())
+            for o, block in enumerate(_split(rows, out_numels)):
+                blocks[o][i].append(block)
+    return blocks
 
 
 def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
@@ -315,8 +334,8 @@ def _split(t: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
 def _jacobian_rows(flat_output: list[torch.Tensor], flat_inputs: list[torch.Tensor],
                    chunk_size: int | None, create_graph: bool,
                    unrecorded_level: int | None = None) -> list[torch.Tensor]:
-    """The Jacobian of the outputs with respect to the inputs, at the current grad level,
-    one tensor per input of shape (total output elements, *input.shape); unrecorded_level
+    """The Jacobian of the outputs with respect to the inputs, at the current grad level or
+    through the graph of a popped one (hessian's second backward), one tensor per input of shape (total output elements, *input.shape); unrecorded_level
     as in _autograd_grad."""
     numels = [out.numel() for out in flat_output]
     if sum(numels) == 0:
