@@ -108,7 +108,7 @@ void front_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     return;
   }
   auto& top = top_interpreter();
-  if (any_tensor(*stack, n, [](const at::Tensor& t) { return unwrap_if_dead(t).unsafeGetTensorImpl() != t.unsafeGetTensorImpl(); })) {
+  if (any_tensor(*stack, n, is_dead_grad_tensor)) {
     map_tensors(*stack, n, unwrap_if_dead);
   }
   if (answer_metadata_query(op, stack)) {
@@ -194,9 +194,7 @@ void back_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 // (e.g. vjp_fn runs after vjp returned). Dead GradTensors stand for their values.
 void dead_grad_tensor_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const auto n = op.schema().arguments().size();
-  const bool any_dead = any_tensor(*stack, n, [](const at::Tensor& t) {
-    return unwrap_if_dead(t).unsafeGetTensorImpl() != t.unsafeGetTensorImpl();
-  });
+  const bool any_dead = any_tensor(*stack, n, is_dead_grad_tensor);
   TORCH_CHECK(any_dead, "torchfunc: ", op.schema().operator_name().name,
               " received a GradTensor whose grad transform is still active on another thread, "
               "but no transform is active here. Pass plain tensors between threads.");

@@ -4,7 +4,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
-#include <functional>
 
 namespace torchfunc {
 
@@ -18,11 +17,53 @@ std::string display_name(const c10::OperatorHandle& op);
 bool is_composite_implicit(const c10::OperatorHandle& op);
 
 // Calls fn on every tensor among the top `n` IValues of `stack` (tensors, tensor
-// lists, optional tensors), replacing it with the result.
-void map_tensors(torch::jit::Stack& stack, size_t n,
-                 const std::function<at::Tensor(const at::Tensor&)>& fn);
+// lists, optional tensors), replacing it with the result. (Templates, not
+// std::function: they run on every op at every level, and a std::function of a
+// lambda capturing more than two pointers allocates.)
+template <typename Fn>
+void map_tensors(torch::jit::Stack& stack, size_t n, Fn&& fn) {
+  const auto begin = stack.size() - n;
+  for (size_t i = begin; i < stack.size(); ++i) {
+    auto& iv = stack[i];
+    if (iv.isTensor()) {
+      iv = fn(iv.toTensor());
+    } else if (iv.isTensorList()) {
+      // Build a new list: a boxed list may share its storage with the caller's.
+      c10::List<at::Tensor> out;
+      for (const at::Tensor& t : iv.toTensorList()) {
+        out.push_back(fn(t));
+      }
+      iv = std::move(out);
+    } else if (iv.isList() &&
+               iv.toList().elementType()->isSubtypeOf(*c10::OptionalType::ofTensor())) {
+      c10::List<std::optional<at::Tensor>> out;
+      for (const c10::IValue& e : iv.toListRef()) {
+        out.push_back(e.isTensor() ? std::optional<at::Tensor>(fn(e.toTensor())) : std::nullopt);
+      }
+      iv = std::move(out);
+    }
+  }
+}
+
 // True if pred holds for some tensor among the top `n` IValues.
-bool any_tensor(const torch::jit::Stack& stack, size_t n,
-                const std::function<bool(const at::Tensor&)>& pred);
+template <typename Pred>
+bool any_tensor(const torch::jit::Stack& stack, size_t n, Pred&& pred) {
+  const auto begin = stack.size() - n;
+  for (size_t i = begin; i < stack.size(); ++i) {
+    const auto& iv = stack[i];
+    if (iv.isTensor()) {
+      if (pred(iv.toTensor())) return true;
+    } else if (iv.isTensorList()) {
+      for (const at::Tensor& t : iv.toTensorList()) {
+        if (pred(t)) return true;
+      }
+    } else if (iv.isList()) {
+      for (const c10::IValue& e : iv.toListRef()) {
+        if (e.isTensor() && pred(e.toTensor())) return true;
+      }
+    }
+  }
+  return false;
+}
 
 } // namespace torchfunc

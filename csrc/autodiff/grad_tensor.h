@@ -52,6 +52,11 @@ at::Tensor wrap_for_grad(const at::Tensor& t, int64_t level, const std::shared_p
                          bool shares_storage = false);
 // The value of a GradTensor at `level`; any other tensor is returned as is.
 at::Tensor unwrap_for_grad(const at::Tensor& t, int64_t level);
+// A GradTensor whose level was popped.
+inline bool is_dead_grad_tensor(const at::Tensor& t) {
+  auto* g = maybe_grad_tensor(t);
+  return g != nullptr && !g->alive();
+}
 // Peels dead GradTensors (a dead wrapper's value may itself be dead).
 at::Tensor unwrap_if_dead(const at::Tensor& t);
 

@@ -78,10 +78,9 @@ void autodiff_process(const Interpreter& self, const c10::OperatorHandle& op, to
   // A composite op only passes its arguments on to the ops it is made of, which
   // lift them in turn; some read integer arguments' data (tensor_split's indices),
   // which a GradTensor has none of. Those stay as they are.
-  const bool composite = is_composite_implicit(op);
-  auto needs_lift = [level, composite](const at::Tensor& t) {
+  auto needs_lift = [level, &op](const at::Tensor& t) {
     return t.defined() && !is_lifted_at(t, level) &&
-        !(composite && !at::isFloatingType(t.scalar_type()) && !at::isComplexType(t.scalar_type()));
+        (at::isFloatingType(t.scalar_type()) || at::isComplexType(t.scalar_type()) || !is_composite_implicit(op));
   };
   if (any_tensor(*stack, n, needs_lift)) {
     map_tensors(*stack, n, [&](const at::Tensor& t) {
