@@ -601,4 +601,3 @@ def test_hessian_second_backward_runs_after_the_level_and_outer_levels_record_it
         assert not ours.is_inference() and not torch.func.hessian(f)(x).is_inference()
     torch.testing.assert_close(ours, torch.func.hessian(f)(x))
     assert _C.stack_depth() == 0
-

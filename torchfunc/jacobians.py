@@ -301,10 +301,7 @@ def second_derivatives(name: str, func: Callable, args: tuple, argnums: Any, has
         aux = _unwrap(aux, level)
     # The level is popped: the second backward runs through its graph on its dead
     # GradTensors, as vjp_fn does (NOTE [hessian at one grad level]).
-    if torch.is_inference_mode_enabled():
-        with outside_inference_mode():
-            blocks = _second_backward(first, flat_diff, out_numels, chunk_size, record, level)
-    else:
+    with outside_inference_mode():
         blocks = _second_backward(first, flat_diff, out_numels, chunk_size, record, level)
     return blocks, flat_primals, primals_spec, output_shapes, output_spec, aux
 
